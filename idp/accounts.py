@@ -1,0 +1,70 @@
+"""Creating contracts and users (operators' CLI, demo data, tests; admin UI in later issues)."""
+
+from __future__ import annotations
+
+from .clock import now
+from .db import db
+from .models import Contract, User
+from .models.contract import PLANS, TRIAL_DAYS
+from .models.user import ROLES
+from .security import hash_password
+
+
+class AccountError(ValueError):
+    """A request that cannot be carried out, with a message for the operator."""
+
+
+def _normalise_email(email: str) -> str:
+    import unicodedata
+
+    email = unicodedata.normalize("NFKC", email).strip().lower()
+    if "@" not in email or email.startswith("@") or email.endswith("@") or len(email) > 320:
+        raise AccountError(f"not an email address: {email!r}")
+    return email
+
+
+def create_contract(*, brand: str, plan: str, owner_email: str, owner_password: str | None,
+                    name: str = "", owner_name: str = "") -> tuple[Contract, User]:
+    from flask import current_app
+
+    if brand not in current_app.extensions["idp.settings"].brands:
+        raise AccountError(f"unknown brand {brand!r}")
+    if plan not in PLANS:
+        raise AccountError(f"plan must be one of {', '.join(PLANS)}")
+    t = now()
+    contract = Contract(brand=brand, plan=plan, name=name, created_at=t,
+                        trial_ends_at=t + TRIAL_DAYS * 86400 if plan == "trial" else None)
+    db.session.add(contract)
+    db.session.flush()
+    owner = _new_user(contract, email=owner_email, role="owner", password=owner_password,
+                      name=owner_name)
+    db.session.commit()
+    return contract, owner
+
+
+def create_user(*, contract_id: str, email: str, role: str, password: str | None,
+                name: str = "") -> User:
+    contract = db.session.get(Contract, contract_id)
+    if contract is None:
+        raise AccountError(f"no contract {contract_id!r}")
+    if role not in ROLES or role == "owner":
+        raise AccountError("role must be admin or user (a contract has exactly one owner)")
+    user = _new_user(contract, email=email, role=role, password=password, name=name)
+    db.session.commit()
+    return user
+
+
+def _new_user(contract: Contract, *, email: str, role: str, password: str | None,
+              name: str) -> User:
+    email = _normalise_email(email)
+    if db.session.query(User).filter_by(brand=contract.brand, email=email).first():
+        raise AccountError(f"{email} is already registered for brand {contract.brand}")
+    t = now()
+    user = User(
+        contract_id=contract.id, brand=contract.brand, email=email, name=name, role=role,
+        login_method="password", password_hash=hash_password(password) if password else None,
+        created_at=t, updated_at=t,
+    )
+    db.session.add(user)
+    db.session.flush()
+    return user

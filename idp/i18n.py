@@ -1,0 +1,56 @@
+"""UI messages, Japanese first, English second (chosen by ``ui_locales`` / Accept-Language)."""
+
+from __future__ import annotations
+
+from .web import language
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "sign_in": {"ja": "ログイン", "en": "Sign in"},
+    "email": {"ja": "メールアドレス", "en": "Email address"},
+    "password": {"ja": "パスワード", "en": "Password"},
+    "bad_credentials": {
+        "ja": "メールアドレスまたはパスワードが正しくありません。",
+        "en": "The email address or password is incorrect.",
+    },
+    "missing_fields": {
+        "ja": "メールアドレスとパスワードを入力してください。",
+        "en": "Enter your email address and password.",
+    },
+    "flow_expired": {
+        "ja": "ログインの有効期限が切れました。もう一度アプリからやり直してください。",
+        "en": "This sign-in has expired. Please start again from the app.",
+    },
+    "signed_in_as": {"ja": "ログイン中", "en": "Signed in as"},
+    "consent_title": {"ja": "アクセスの許可", "en": "Allow access"},
+    "consent_lead": {
+        "ja": "{client} が次の情報へのアクセスを求めています。",
+        "en": "{client} wants to access the following.",
+    },
+    "allow": {"ja": "許可する", "en": "Allow"},
+    "deny": {"ja": "許可しない", "en": "Deny"},
+    "scope_openid": {"ja": "あなたを識別する情報", "en": "Who you are"},
+    "scope_profile": {"ja": "氏名などのプロフィール", "en": "Your name and profile"},
+    "scope_email": {"ja": "メールアドレス", "en": "Your email address"},
+    "scope_phone": {"ja": "電話番号", "en": "Your phone number"},
+    "scope_offline_access": {
+        "ja": "ログアウト後も継続するアクセス", "en": "Access while you are signed out",
+    },
+    "error_title": {"ja": "エラー", "en": "Error"},
+    "error_lead": {
+        "ja": "リクエストを処理できませんでした。",
+        "en": "The request could not be processed.",
+    },
+    "logout_title": {"ja": "ログアウト", "en": "Sign out"},
+    "logout_confirm": {"ja": "ログアウトしますか？", "en": "Do you want to sign out?"},
+    "logout_button": {"ja": "ログアウトする", "en": "Sign out"},
+    "logged_out": {"ja": "ログアウトしました。", "en": "You have signed out."},
+    "signed_in": {"ja": "ログインしました。", "en": "You are signed in."},
+    "consents_title": {"ja": "許可したアプリ", "en": "Apps you allowed"},
+    "revoke": {"ja": "許可を取り消す", "en": "Revoke"},
+    "no_consents": {"ja": "許可したアプリはありません。", "en": "You have not allowed any app."},
+}
+
+
+def t(key: str, **values: str) -> str:
+    text = MESSAGES[key].get(language()) or MESSAGES[key]["ja"]
+    return text.format(**values) if values else text

@@ -1,0 +1,20 @@
+"""Durable models, one module per aggregate."""
+
+from .audit import AuditEvent
+from .client import Client, InitialAccessToken
+from .consent import Consent
+from .contract import Contract
+from .kv import KeyValue
+from .token import RefreshToken
+from .user import User
+
+__all__ = [
+    "AuditEvent",
+    "Client",
+    "Consent",
+    "Contract",
+    "InitialAccessToken",
+    "KeyValue",
+    "RefreshToken",
+    "User",
+]

@@ -1,0 +1,24 @@
+"""Audit log: who did what, when, from where."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..db import db
+
+
+class AuditEvent(db.Model):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[int] = mapped_column(Integer, index=True)
+    #: ``user:<id>``, ``client:<id>``, ``operator`` (CLI) ...
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(80))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    contract_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,179 @@
+"""Authlib grant classes and client authentication, the only place that subclasses them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidScopeError
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7636 import CodeChallenge
+from flask import current_app
+from joserfc.jwk import KeySet
+
+from ..clock import now
+from ..db import db
+from ..models import Client, User
+from ..security import sha256_hex
+from . import tokens
+from .idtoken import build_id_token
+
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+_CODE = "code:"
+_CODE_USED = "code-used:"
+
+
+@dataclass
+class AuthorizationCode:
+    """A code's record, taken from the store; what Authlib's code grant reads."""
+
+    digest: str
+    client_id: str
+    user_id: str
+    redirect_uri: str
+    scope: str
+    grant: dict[str, Any]
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+
+def issue_code(code: str, record: dict[str, Any]) -> None:
+    cfg = current_app.extensions["idp.settings"]
+    tokens.store().put(_CODE + sha256_hex(code), record, cfg.code_ttl)
+
+
+def active_user(user_id: str | None) -> User | None:
+    user = db.session.get(User, user_id) if user_id else None
+    return user if user is not None and user.status == "active" else None
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
+        store = tokens.store()
+        digest = sha256_hex(code)
+        record = store.take(_CODE + digest)
+        if record is None:
+            # A replayed code: revoke what its first exchange issued (RFC 6749 §4.1.2).
+            used = store.take(_CODE_USED + digest)
+            if used:
+                tokens.revoke_access_tokens(used.get("at"))
+                if used.get("family"):
+                    tokens.revoke_family(used["family"])
+                    db.session.commit()
+            return None
+        # Remember the exchange before issuing, so a racing replay still finds it.
+        store.put(_CODE_USED + digest, {}, current_app.extensions["idp.settings"].access_token_ttl)
+        if record["client_id"] != client.client_id:
+            return None
+        return AuthorizationCode(digest=digest, **record)
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        """Already gone: ``query_authorization_code`` took it atomically."""
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
+        return active_user(authorization_code.user_id)
+
+    def save_authorization_code(self, code, request):  # pragma: no cover - not used
+        raise NotImplementedError("codes are issued by idp.flow, not by Authlib")
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str):
+        return tokens.claim_refresh_token(refresh_token)
+
+    def authenticate_user(self, refresh_token) -> User | None:
+        return active_user(refresh_token.user_id)
+
+    def revoke_old_credential(self, refresh_token) -> None:
+        """Marked used by ``claim_refresh_token`` in the same transaction as the new one."""
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+
+    def validate_requested_scope(self) -> None:
+        scope = self.request.payload.scope
+        if not scope:
+            return
+        requested = set(scope.split())
+        # No user is involved, so OpenID scopes make no sense here.
+        if requested & {"openid", "offline_access"}:
+            raise InvalidScopeError("openid and offline_access need a user")
+        if not requested <= set(self.request.client.scope.split()):
+            raise InvalidScopeError()
+
+
+class S256Only(CodeChallenge):
+    """PKCE with S256 only: ``plain`` offers nothing against a leaked authorization request."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+
+class IDTokenExtension:
+    """Adds ``id_token`` to code and refresh responses for ``openid`` scope (OIDC Core §12.2)."""
+
+    def __call__(self, grant) -> None:
+        grant.register_hook("after_create_token_response", self.add_id_token)
+
+    @staticmethod
+    def add_id_token(grant, response) -> None:
+        _, token, _ = response
+        request = grant.request
+        if "openid" not in (token.get("scope") or "").split() or request.user is None:
+            return
+        source = request.authorization_code or request.refresh_token
+        token["id_token"] = build_id_token(
+            client=request.client,
+            user=request.user,
+            grant=source.grant,
+            access_token=token.get("access_token"),
+            # A refreshed ID token carries no nonce (OIDC Core §12.2).
+            include_nonce=request.authorization_code is not None,
+        )
+
+
+class PrivateKeyJWT(JWTBearerClientAssertion):
+    """``private_key_jwt`` (OIDC Core §9, RFC 7523 §2.2) with single-use ``jti``."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def get_audiences(self) -> list[str]:
+        issuer = current_app.extensions["idp.settings"].issuer
+        return [issuer, issuer + "/token", issuer + "/revoke", issuer + "/introspect"]
+
+    def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
+        ttl = max(60, int(claims.get("exp", 0)) - now() + self.leeway)
+        return tokens.store().add(f"jti:{claims['sub']}:{sha256_hex(str(jti))}", {}, ttl)
+
+    def resolve_client_public_key(self, client: Client) -> KeySet:
+        if client.meta.get("jwks"):
+            return KeySet.import_key_set(client.meta["jwks"])
+        uri = client.meta.get("jwks_uri")
+        if not uri:
+            raise InvalidClientError(description="client has no registered keys")
+        cache_key = "jwks-uri:" + sha256_hex(uri)
+        cached = tokens.store().get(cache_key)
+        if cached is None:
+            timeout = current_app.extensions["idp.settings"].http_timeout
+            try:
+                resp = requests.get(uri, timeout=timeout)
+                resp.raise_for_status()
+                cached = resp.json()
+            except (requests.RequestException, ValueError) as exc:
+                raise InvalidClientError(description="client jwks_uri unreachable") from exc
+            tokens.store().put(cache_key, cached, 300)
+        return KeySet.import_key_set(cached)

@@ -1,0 +1,178 @@
+"""Authlib's authorization server bound to our models and stores (RFC 6749 §3.2, §5)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from flask import Response, current_app
+
+from ..clock import now
+from ..db import db
+from ..models import Client, RefreshToken, User
+from ..security import random_token
+from . import tokens
+from .claims import subject
+from .grants import AUTH_METHODS
+from .idtoken import pairwise_secret
+
+_NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+
+
+def _settings():
+    return current_app.extensions["idp.settings"]
+
+
+class Server(AuthorizationServer):
+    def query_client(self, client_id: str) -> Client | None:
+        if not isinstance(client_id, str) or len(client_id) > 120:
+            return None
+        return db.session.get(Client, client_id)
+
+    def generate_token(
+        self, grant_type: str, client: Client, user: User | None = None,
+        scope: str | None = None, expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        token: dict[str, Any] = {
+            "access_token": random_token(),
+            "token_type": "Bearer",
+            "expires_in": expires_in or _settings().access_token_ttl,
+        }
+        if scope:
+            token["scope"] = scope
+        # A refresh token only where offline access was granted (OIDC Core §11).
+        if include_refresh_token and user is not None and "offline_access" in (scope or "").split():
+            token["refresh_token"] = random_token()
+        return token
+
+    def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
+        cfg = _settings()
+        client: Client = request.client
+        user: User | None = request.user
+        source = request.authorization_code or request.refresh_token
+        grant = dict(source.grant) if source is not None else {}
+        family = getattr(request.refresh_token, "family_id", None)
+        issued = now()
+        at = tokens.AccessToken(
+            digest="",
+            client_id=client.client_id,
+            user_id=user.id if user else None,
+            scope=token.get("scope", ""),
+            iat=issued,
+            exp=issued + token["expires_in"],
+            sid=grant.get("sid"),
+            userinfo_claims=(grant.get("claims") or {}).get("userinfo") or {},
+        )
+        refresh = token.get("refresh_token")
+        if refresh:
+            family = family or random_token(16)
+            at.family = family
+        tokens.save_access_token(token["access_token"], at)
+        if refresh and user is not None:
+            tokens.save_refresh_token(
+                refresh, client_id=client.client_id, user_id=user.id, scope=at.scope,
+                grant=grant, family_id=family, access_token_digest=at.digest,
+                ttl=cfg.refresh_token_ttl,
+            )
+        # Commits the new refresh token together with the old one's used_at.
+        db.session.commit()
+        if request.authorization_code is not None:
+            tokens.store().put(
+                "code-used:" + request.authorization_code.digest,
+                {"at": at.digest, "family": family},
+                cfg.access_token_ttl,
+            )
+
+    def handle_response(self, status_code: int, payload: Any, headers) -> Response:
+        if isinstance(payload, dict):
+            payload = json.dumps(payload, separators=(",", ":"))
+        return Response(payload, status=status_code, headers=headers)
+
+    def handle_error_response(self, request, error) -> Response:
+        db.session.rollback()
+        status, body, headers = error(self.get_error_uri(request, error))
+        headers = [h for h in headers if h[0].lower() not in ("cache-control", "pragma")]
+        if error.error == "invalid_client":
+            # RFC 6749 §5.2: 401 with a challenge for the scheme the client may use.
+            status = 401
+            if not any(h[0] == "WWW-Authenticate" for h in headers):
+                headers.append(("WWW-Authenticate", 'Basic realm="token"'))
+        elif status == 401:
+            status = 400
+        return self.handle_response(status, body, headers + _NO_STORE)
+
+
+def _query_token(token_string: str, hint: str | None):
+    """Find an access or refresh token whatever the hint says (RFC 7009 §2.1)."""
+    order = (
+        (tokens.find_refresh_token, tokens.find_access_token)
+        if hint == "refresh_token"
+        else (tokens.find_access_token, tokens.find_refresh_token)
+    )
+    for find in order:
+        found = find(token_string)
+        if found is not None:
+            return found
+    return None
+
+
+class Revocation(RevocationEndpoint):
+    """RFC 7009; revoking a refresh token also revokes its family and their access tokens."""
+
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def query_token(self, token_string, token_type_hint):
+        return _query_token(token_string, token_type_hint)
+
+    def revoke_token(self, token, request) -> None:
+        if isinstance(token, RefreshToken):
+            tokens.revoke_family(token.family_id)
+            db.session.commit()
+        else:
+            tokens.revoke_access_tokens(token.digest)
+
+    def create_endpoint_response(self, request):
+        status, body, headers = super().create_endpoint_response(request)
+        return status, body, list(headers) + _NO_STORE
+
+
+class Introspection(IntrospectionEndpoint):
+    """RFC 7662 for authenticated clients: their own tokens, or any if registered as a
+    resource server (``introspection: true`` in the client's metadata)."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+
+    def query_token(self, token_string, token_type_hint):
+        return _query_token(token_string, token_type_hint)
+
+    def check_permission(self, token, client: Client, request) -> bool:
+        return token.client_id == client.client_id or bool(client.meta.get("introspection"))
+
+    def introspect_token(self, token) -> dict[str, Any]:
+        if isinstance(token, RefreshToken):
+            user_id, iat, exp, kind = token.user_id, token.issued_at, token.expires_at, "refresh_token"
+        else:
+            user_id, iat, exp, kind = token.user_id, token.iat, token.exp, "access_token"
+        body: dict[str, Any] = {
+            "active": True,
+            "scope": token.scope,
+            "client_id": token.client_id,
+            "token_type": "Bearer" if kind == "access_token" else "refresh_token",
+            "exp": exp,
+            "iat": iat,
+            "iss": _settings().issuer,
+        }
+        if user_id:
+            owner = db.session.get(Client, token.client_id)
+            body["sub"] = subject(user_id, owner, pairwise_secret()) if owner else user_id
+            body["aud"] = token.client_id
+        return body
+
+    def create_endpoint_response(self, request):
+        status, body, headers = super().create_endpoint_response(request)
+        return status, body, list(headers) + _NO_STORE

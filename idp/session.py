@@ -1,0 +1,95 @@
+"""Browser sign-in sessions, kept server-side in the ephemeral store.
+
+The cookie holds a random id; the store key is its SHA-256, so a store dump cannot be
+replayed as cookies. Signing in always issues a new id (defeats session fixation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from flask import Response, current_app, g, request
+
+from .clock import now
+from .security import random_token, sha256_hex
+
+COOKIE = "idp_session"
+BROWSER_COOKIE = "idp_browser"
+_PREFIX = "sess:"
+
+
+@dataclass
+class Session:
+    user_id: str
+    auth_time: int
+    #: Public session id (the ``sid`` claim); not the cookie value.
+    sid: str
+    amr: list[str] = field(default_factory=list)
+    acr: str = ""
+    clients: list[str] = field(default_factory=list)
+
+
+def _store():
+    return current_app.extensions["idp.store"]
+
+
+def _settings():
+    return current_app.extensions["idp.settings"]
+
+
+def current() -> Session | None:
+    if "idp_session" not in g:
+        raw = request.cookies.get(COOKIE)
+        record = _store().get(_PREFIX + sha256_hex(raw)) if raw else None
+        g.idp_session = Session(**record) if record else None
+    return g.idp_session
+
+
+def start(response: Response, *, user_id: str, amr: list[str], acr: str) -> Session:
+    """Replace any current session with a fresh one for ``user_id``."""
+    end(response)
+    token = random_token()
+    session = Session(user_id=user_id, auth_time=now(), sid=random_token(16), amr=amr, acr=acr)
+    _store().put(_PREFIX + sha256_hex(token), asdict(session), _settings().session_ttl)
+    _set_cookie(response, COOKIE, token, _settings().session_ttl)
+    g.idp_session = session
+    g.idp_session_token = token
+    return session
+
+
+def remember_client(client_id: str) -> None:
+    """Record that ``client_id`` got tokens in this session (for logout bookkeeping)."""
+    session = current()
+    token = g.get("idp_session_token") or request.cookies.get(COOKIE)
+    if session is None or token is None or client_id in session.clients:
+        return
+    session.clients.append(client_id)
+    _store().put(_PREFIX + sha256_hex(token), asdict(session), _settings().session_ttl)
+
+
+def end(response: Response) -> None:
+    raw = request.cookies.get(COOKIE)
+    if raw:
+        _store().delete(_PREFIX + sha256_hex(raw))
+    response.delete_cookie(COOKIE, path="/", secure=_settings().secure_cookies, httponly=True,
+                           samesite="Lax")
+    g.idp_session = None
+
+
+def browser_id(response: Response | None = None) -> str:
+    """A random id per browser that binds login transactions to the browser that began them."""
+    value = request.cookies.get(BROWSER_COOKIE) or g.get("idp_browser")
+    if not value:
+        value = random_token(16)
+        g.idp_browser = value
+    if response is not None and request.cookies.get(BROWSER_COOKIE) != value:
+        _set_cookie(response, BROWSER_COOKIE, value, 365 * 86400)
+    return value
+
+
+def _set_cookie(response: Response, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name, value, max_age=max_age, path="/", httponly=True,
+        secure=_settings().secure_cookies, samesite="Lax",
+    )

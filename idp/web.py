@@ -1,0 +1,64 @@
+"""Cross-cutting web plumbing: CSRF, security headers, brand and language of a request."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, current_app, g, request
+from flask_wtf.csrf import CSRFProtect
+
+from .settings import Brand, Settings
+
+csrf = CSRFProtect()
+
+# Pages are ours alone: no inline script, no framing, no referrer leaking codes or tickets.
+_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' *; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def settings() -> Settings:
+    return current_app.extensions["idp.settings"]
+
+
+def brand() -> Brand:
+    """The brand the request's host selects; unknown hosts get the default brand."""
+    if "brand" not in g:
+        cfg = settings()
+        host = request.host.lower()
+        g.brand = next(
+            (b for b in cfg.brands.values() if host in (b.internet_host, b.line_host)),
+            cfg.brands[cfg.default_brand],
+        )
+    return g.brand
+
+
+def language() -> str:
+    """``ja`` first; ``en`` when ui_locales or Accept-Language prefers it."""
+    if "lang" not in g:
+        wanted = request.values.get("ui_locales", "").split()
+        lang = next((x.split("-")[0] for x in wanted if x.split("-")[0] in ("ja", "en")), None)
+        if lang is None:
+            lang = request.accept_languages.best_match(["ja", "en"], default="ja")
+        g.lang = lang
+    return g.lang
+
+
+def _security_headers(response: Response) -> Response:
+    h = response.headers
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("Referrer-Policy", "no-referrer")
+    if response.mimetype == "text/html":
+        h.setdefault("Content-Security-Policy", _CSP)
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("Cache-Control", "no-store")
+    if settings().secure_cookies:
+        h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    return response
+
+
+def init_web(app: Flask) -> None:
+    csrf.init_app(app)
+    app.after_request(_security_headers)
+    from .i18n import t
+
+    app.jinja_env.globals.update(brand=brand, lang=language, t=t)

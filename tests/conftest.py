@@ -1,0 +1,152 @@
+"""Fixtures: settings -> app -> client, on SQLite or on PostgreSQL + Redis.
+
+``IDP_TEST_BACKEND=postgres`` runs the same suite against the machine's PostgreSQL and
+Redis (``make test`` runs both). Under ``CI=true`` a missing service fails the run; it is
+never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from idp import create_app
+from idp.keys import KeyStore
+from idp.migrate import upgrade
+from idp.settings import load_settings
+from tests.helpers import Factory
+
+BACKEND = os.environ.get("IDP_TEST_BACKEND", "sqlite")
+PG_ADMIN_URL = os.environ.get("IDP_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("IDP_TEST_REDIS", "redis://127.0.0.1:6379/0")
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+def pytest_report_header(config) -> str:
+    return f"idp backend: {BACKEND}"
+
+
+def _service_missing(what: str, exc: Exception):
+    message = f"{what} is not reachable: {exc}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def key_template(tmp_path_factory) -> Path:
+    """Keys are slow to generate: made once, copied into each test's own directory."""
+    path = tmp_path_factory.mktemp("keys-template")
+    KeyStore(path, TEST_SECRET).rotate(now=0, next_min_age=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory) -> Iterator[str]:
+    """A migrated database: a SQLite file to copy, or one PostgreSQL database per run."""
+    if BACKEND == "sqlite":
+        path = tmp_path_factory.mktemp("db-template") / "template.sqlite"
+        upgrade(f"sqlite:///{path}")
+        yield str(path)
+        return
+    name = f"idp_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "no service"
+        _service_missing("PostgreSQL", exc)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str | None:
+    if BACKEND == "sqlite":
+        return None
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except Exception as exc:  # noqa: BLE001
+        _service_missing("Redis", exc)
+    return REDIS_URL
+
+
+@pytest.fixture
+def settings(tmp_path, key_template, database_template, redis_url):
+    keys = tmp_path / "keys"
+    shutil.copytree(key_template, keys)
+    if BACKEND == "sqlite":
+        db_path = tmp_path / "idp.sqlite"
+        shutil.copy(database_template, db_path)
+        database_url = f"sqlite:///{db_path}"
+    else:
+        database_url = database_template
+    return load_settings(
+        environ={},
+        overrides={
+            "environment": "test",
+            "issuer": "http://localhost",
+            "database_url": database_url,
+            "redis_url": redis_url or "",
+            "secret_key": TEST_SECRET,
+            "keys_dir": str(keys),
+            "keys_next_min_age": 0,
+            "jwks_max_age": 0,
+        },
+    )
+
+
+@pytest.fixture
+def app(settings):
+    app = create_app(settings)
+    if BACKEND != "sqlite":
+        # Each test gets its own Redis key prefix, so runs never see each other's state.
+        app.extensions["idp.store"].prefix = f"idptest:{uuid.uuid4().hex}:"
+    yield app
+    with app.app_context():
+        from idp.db import db
+
+        if BACKEND != "sqlite":
+            tables = ", ".join(t.name for t in reversed(db.metadata.sorted_tables))
+            db.session.remove()
+            with db.engine.begin() as conn:
+                conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+            store = app.extensions["idp.store"]
+            keys = list(store.r.scan_iter(store.prefix + "*"))
+            if keys:
+                store.r.delete(*keys)
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def clock(app):
+    return app.extensions["idp.clock"]
+
+
+@pytest.fixture
+def factory(app) -> Factory:
+    return Factory(app)
+
+
+def run_idp(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the operator CLI as an operator would (a real process)."""
+    return subprocess.run(["idp", *args], env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=60)

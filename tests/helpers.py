@@ -1,0 +1,157 @@
+"""Test helpers: make contracts, users and clients; drive the code flow like a browser."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from idp.accounts import create_contract, create_user
+from idp.clients import create_client
+from idp.models import Client, User
+
+PASSWORD = "Correct-Horse-9"
+REDIRECT = "https://rp.example.com/cb"
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge.rstrip(b"=").decode()
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in page"
+    return match.group(1)
+
+
+def query_of(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+@dataclass
+class RP:
+    """A registered client as a test sees it."""
+
+    client_id: str
+    secret: str | None
+    redirect_uri: str
+    model: Client
+
+    @property
+    def basic(self) -> dict[str, str]:
+        raw = f"{self.client_id}:{self.secret}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+@dataclass
+class Factory:
+    app: Flask
+    _n: int = field(default=0)
+
+    def user(self, *, email: str | None = None, password: str = PASSWORD, role: str = "owner",
+             brand: str = "codec", name: str = "山田 太郎", contract_id: str | None = None) -> User:
+        self._n += 1
+        email = email or f"user{self._n}@example.com"
+        with self.app.app_context():
+            if contract_id is None:
+                _, user = create_contract(brand=brand, plan="basic", owner_email=email,
+                                          owner_password=password, owner_name=name)
+            else:
+                user = create_user(contract_id=contract_id, email=email, role=role,
+                                   password=password, name=name)
+            from idp.db import db
+
+            db.session.refresh(user)
+            db.session.expunge(user)
+        return user
+
+    def rp(self, *, redirect_uri: str = REDIRECT, auth_method: str = "client_secret_basic",
+           grant_types: tuple[str, ...] = ("authorization_code", "refresh_token"),
+           first_party: bool = False, **meta: Any) -> RP:
+        metadata = {
+            "client_name": meta.pop("client_name", "Partner App"),
+            "redirect_uris": [redirect_uri],
+            "token_endpoint_auth_method": auth_method,
+            "grant_types": list(grant_types),
+            **meta,
+        }
+        with self.app.app_context():
+            client, secret = create_client(metadata, first_party=first_party)
+            from idp.db import db
+
+            db.session.refresh(client)
+            db.session.expunge(client)
+        return RP(client.client_id, secret, redirect_uri, client)
+
+
+def sign_in(http: FlaskClient, location: str, *, email: str, password: str = PASSWORD):
+    """Follow a redirect to the login page and submit the credentials."""
+    page = http.get(location)
+    assert page.status_code == 200, page.data
+    html = page.get_data(as_text=True)
+    flow = re.search(r'name="flow" value="([^"]+)"', html)
+    data = {"csrf_token": csrf_from(html), "email": email, "password": password}
+    if flow:
+        data["flow"] = flow.group(1)
+    return http.post("/login", data=data)
+
+
+def authorize(http: FlaskClient, rp: RP, *, scope: str = "openid profile email",
+              verifier: str | None = None, **params: str):
+    """Send an authorization request; returns the response (a redirect somewhere)."""
+    query = {"client_id": rp.client_id, "redirect_uri": rp.redirect_uri, "response_type": "code",
+             "scope": scope, "state": "st-" + secrets.token_hex(4), "nonce": secrets.token_hex(8)}
+    if verifier is not None:
+        query.update(code_challenge=pkce_pair_from(verifier), code_challenge_method="S256")
+    query.update(params)
+    return http.get("/authorize", query_string=query)
+
+
+def pkce_pair_from(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def consent_if_asked(http: FlaskClient, response, *, decision: str = "allow"):
+    if response.status_code == 302 and "/consent" in response.headers["Location"]:
+        page = http.get(response.headers["Location"])
+        html = page.get_data(as_text=True)
+        flow = re.search(r'name="flow" value="([^"]+)"', html).group(1)
+        return http.post("/consent", data={"csrf_token": csrf_from(html), "flow": flow,
+                                           "decision": decision})
+    return response
+
+
+def get_code(http: FlaskClient, rp: RP, user: User, *, scope: str = "openid profile email",
+             verifier: str | None = None, **params: str) -> tuple[str, dict[str, str]]:
+    """Full front channel: authorize -> login -> consent -> code. Returns (code, query)."""
+    response = authorize(http, rp, scope=scope, verifier=verifier, **params)
+    if response.status_code == 302 and "/login" in response.headers["Location"]:
+        response = sign_in(http, response.headers["Location"], email=user.email)
+    response = consent_if_asked(http, response)
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    location = response.headers["Location"]
+    assert location.startswith(rp.redirect_uri), location
+    query = query_of(location)
+    assert "code" in query, query
+    return query["code"], query
+
+
+def exchange(http: FlaskClient, rp: RP, code: str, *, verifier: str | None = None,
+             **extra: str):
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": rp.redirect_uri}
+    if verifier:
+        data["code_verifier"] = verifier
+    data.update(extra)
+    headers = rp.basic if rp.secret and rp.model.token_endpoint_auth_method == "client_secret_basic" else {}
+    if rp.model.token_endpoint_auth_method == "none":
+        data["client_id"] = rp.client_id
+    return http.post("/token", data=data, headers=headers)

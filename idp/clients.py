@@ -37,3 +37,15 @@ def create_client(meta: dict[str, Any], *, client_id: str | None = None,
     db.session.add(client)
     db.session.commit()
     return client, secret
+
+
+def create_initial_access_token(*, note: str = "", ttl: int = 7 * 86400, uses: int = 1) -> str:
+    """An initial access token for RFC 7591 registration; returned once, stored hashed."""
+    from .models import InitialAccessToken
+
+    token = random_token(32)
+    t = now()
+    db.session.add(InitialAccessToken(token_hash=sha256_hex(token), note=note, created_at=t,
+                                      expires_at=t + ttl, uses_left=uses))
+    db.session.commit()
+    return token

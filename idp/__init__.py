@@ -1,4 +1,4 @@
-"""OpenID Connect provider: ``create_app(settings)`` wires extensions and blueprints, nothing else."""
+"""OpenID Connect provider: ``create_app(settings)`` wires extensions and blueprints."""
 
 from __future__ import annotations
 

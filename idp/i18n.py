@@ -47,6 +47,12 @@ MESSAGES: dict[str, dict[str, str]] = {
     "signed_in": {"ja": "ログインしました。", "en": "You are signed in."},
     "consents_title": {"ja": "許可したアプリ", "en": "Apps you allowed"},
     "revoke": {"ja": "許可を取り消す", "en": "Revoke"},
+    "csrf_failed": {
+        "ja": "ページの有効期限が切れました。もう一度お試しください。",
+        "en": "This page has expired. Please try again.",
+    },
+    "http_404": {"ja": "ページが見つかりません。", "en": "Page not found."},
+    "http_405": {"ja": "この操作はできません。", "en": "This action is not allowed."},
     "no_consents": {"ja": "許可したアプリはありません。", "en": "You have not allowed any app."},
 }
 

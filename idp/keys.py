@@ -21,6 +21,7 @@ import os
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc import jwk
+from joserfc.errors import SecurityWarning
+
+# RFC 9864 deprecates the polymorphic "EdDSA" name in favour of "Ed25519". Clients still
+# register "EdDSA" (OIDC Registration, and this product's contract), and our EdDSA keys are
+# always Ed25519, so the name is unambiguous here; the warning would only fill the logs.
+warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
 
 ALGS = ("RS256", "ES256", "EdDSA")
 STATES = ("next", "current", "retired")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, g, request
-from flask_wtf.csrf import CSRFProtect
+from flask import Flask, Response, current_app, g, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
 
 from .settings import Brand, Settings
 
@@ -56,9 +57,36 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
+_PROTOCOL_PATHS = ("/token", "/userinfo", "/revoke", "/introspect", "/register", "/jwks.json",
+                   "/.well-known/")
+
+
+def _http_error(exc: HTTPException) -> Response:
+    """Protocol endpoints answer JSON; pages answer a page in the user's language."""
+    if request.path.startswith(_PROTOCOL_PATHS):
+        response = jsonify(error="invalid_request", error_description=exc.description)
+        response.status_code = exc.code or 400
+        return response
+    from .i18n import MESSAGES, t  # i18n needs language() from this module
+
+    key = f"http_{exc.code}"
+    description = t(key) if key in MESSAGES else exc.description
+    return Response(render_template("error.html", error=exc.name, description=description),
+                    status=exc.code or 500)
+
+
+def _csrf_error(exc: CSRFError) -> Response:
+    from .i18n import t
+
+    return Response(render_template("error.html", error="csrf", description=t("csrf_failed")),
+                    status=400)
+
+
 def init_web(app: Flask) -> None:
     csrf.init_app(app)
     app.after_request(_security_headers)
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
     from .i18n import t
 
     app.jinja_env.globals.update(brand=brand, lang=language, t=t)

@@ -61,7 +61,7 @@ def database_template(tmp_path_factory) -> Iterator[str]:
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "no service"
+    except Exception as exc:
         _service_missing("PostgreSQL", exc)
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     upgrade(url)
@@ -79,7 +79,7 @@ def redis_url() -> str | None:
 
     try:
         redis.Redis.from_url(REDIS_URL).ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _service_missing("Redis", exc)
     return REDIS_URL
 

@@ -52,10 +52,13 @@ class SQLStore:
         with self.engine.begin() as conn:
             # An expired row with the same key no longer counts as present.
             conn.execute(delete(_T).where(_T.c.key == key, _T.c.expires_at <= now))
-            stmt = self._insert(_T).values(
-                key=key, value=json.dumps(value), expires_at=now + ttl
-            ).on_conflict_do_nothing(index_elements=[_T.c.key])
-            return conn.execute(stmt).rowcount == 1
+            stmt = (
+                self._insert(_T)
+                .values(key=key, value=json.dumps(value), expires_at=now + ttl)
+                .on_conflict_do_nothing(index_elements=[_T.c.key])
+                .returning(_T.c.key)  # rowcount is unreliable for INSERT under psycopg 3
+            )
+            return conn.execute(stmt).first() is not None
 
     def get(self, key: str) -> JSON | None:
         with self.engine.connect() as conn:

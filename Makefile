@@ -1,0 +1,56 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both build .venv first.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install run test test-sqlite test-postgres lint bench db-upgrade demo \
+        keys-rotate keys-list keys-prune clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+db-upgrade: install
+	$(BIN)/idp db upgrade
+
+# The provider on :5000 (SQLite, demo brand and contract) and the demo RP on :5001.
+run: install
+	$(BIN)/idp db upgrade
+	$(BIN)/idp demo
+	$(BIN)/python -m demo_rp & rp=$$!; trap "kill $$rp 2>/dev/null" EXIT INT TERM; \
+	$(BIN)/granian --interface wsgi --host 127.0.0.1 --port 5000 --workers 2 wsgi:app
+
+# The whole suite on SQLite, then on PostgreSQL + Redis (the services on this machine).
+test: install
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+test-sqlite: install
+	IDP_TEST_BACKEND=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: install
+	IDP_TEST_BACKEND=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+keys-rotate: install
+	$(BIN)/idp keys rotate $(ARGS)
+
+keys-list: install
+	$(BIN)/idp keys list
+
+keys-prune: install
+	$(BIN)/idp keys prune
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

@@ -248,27 +248,32 @@ class KeyRing:
         self.jwks_etag = ""
 
     def refresh(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._checked < _RELOAD_INTERVAL:
+        if not force and time.monotonic() - self._checked < _RELOAD_INTERVAL:
             return
         with self._lock:
-            self._checked = now
-            version = self.store.version()
-            if version == self._version and not force:
+            # Re-check under the lock: another thread may have just reloaded.
+            if not force and time.monotonic() - self._checked < _RELOAD_INTERVAL:
                 return
-            keys = self.store.load()
-            self._keys = keys
-            self._signing = {k.alg: k for k in keys if k.state == "current"}
-            self._by_kid = {k.kid: k for k in keys}
-            # RS256 first: RPs that pick "the first key" get the algorithm OIDC requires.
-            order = {alg: i for i, alg in enumerate(ALGS)}
-            state_order = {"current": 0, "next": 1, "retired": 2}
-            published = sorted(keys, key=lambda k: (order[k.alg], state_order[k.state]))
-            body = json.dumps({"keys": [k.public_jwk for k in published]},
-                              separators=(",", ":")).encode()
-            self.jwks_body = body
-            self.jwks_etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-            self._version = version
+            version = self.store.version()
+            if version != self._version or force:
+                self._load(version)
+            # Only now: a thread that skips the reload must find the keys already in place.
+            self._checked = time.monotonic()
+
+    def _load(self, version: int) -> None:
+        keys = self.store.load()
+        # RS256 first: RPs that pick "the first key" get the algorithm OIDC requires.
+        order = {alg: i for i, alg in enumerate(ALGS)}
+        state_order = {"current": 0, "next": 1, "retired": 2}
+        published = sorted(keys, key=lambda k: (order[k.alg], state_order[k.state]))
+        body = json.dumps({"keys": [k.public_jwk for k in published]},
+                          separators=(",", ":")).encode()
+        self._keys = keys
+        self._signing = {k.alg: k for k in keys if k.state == "current"}
+        self._by_kid = {k.kid: k for k in keys}
+        self.jwks_body = body
+        self.jwks_etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        self._version = version
 
     def keys(self) -> list[SigningKey]:
         self.refresh()

@@ -19,6 +19,9 @@ $(STAMP): setup.cfg pyproject.toml
 db-upgrade: install
 	$(BIN)/idp db upgrade
 
+demo: install
+	$(BIN)/idp demo
+
 # The provider on :5000 (SQLite, demo brand and contract) and the demo RP on :5001.
 run: install
 	$(BIN)/idp db upgrade

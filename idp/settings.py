@@ -183,6 +183,17 @@ def _load_brands(directory: Path, problems: list[str]) -> dict[str, Brand]:
     return brands
 
 
+def _anchor_sqlite(url: str) -> str:
+    """A relative SQLite path means the project's, not the current directory's."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix:
+        path = url[len(prefix):].split("?", 1)
+        if path[0] and path[0] != ":memory:":
+            path[0] = str(PROJECT_ROOT / path[0])
+            return prefix + "?".join(path)
+    return url
+
+
 def _dev_secret(instance_dir: Path) -> str:
     """A per-checkout random secret for ``make run``, shared by every local worker."""
     path = instance_dir / "secret_key"
@@ -249,6 +260,8 @@ def load_settings(
 
     if not values.get("database_url"):
         problems.append("database_url is required (IDP_DATABASE_URL)")
+    else:
+        values["database_url"] = _anchor_sqlite(values["database_url"])
     values.setdefault("redis_url", "")
     values.setdefault("smtp_url", "")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,5 +149,6 @@ def factory(app) -> Factory:
 
 def run_idp(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run the operator CLI as an operator would (a real process)."""
-    return subprocess.run(["idp", *args], env={**os.environ, **env}, capture_output=True,
+    idp = str(Path(sys.executable).with_name("idp"))  # the venv's, whatever PATH says
+    return subprocess.run([idp, *args], env={**os.environ, **env}, capture_output=True,
                           text=True, timeout=60)

@@ -69,3 +69,10 @@ def test_production_refuses_to_start_and_lists_every_missing_setting():
 def test_an_issuer_with_a_query_is_refused():
     with pytest.raises(SettingsError, match="without query"):
         load_settings(DEFAULT_CONFIG, environ={"IDP_ISSUER": "https://id.example.jp/?x=1"})
+
+
+def test_a_relative_sqlite_path_is_the_projects_whatever_the_working_directory(monkeypatch,
+                                                                               tmp_path):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(DEFAULT_CONFIG, environ={})
+    assert s.database_url == f"sqlite:///{Path(DEFAULT_CONFIG).parent.parent}/instance/idp.sqlite"

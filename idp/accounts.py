@@ -34,11 +34,16 @@ def create_contract(*, brand: str, plan: str, owner_email: str, owner_password: 
     t = now()
     contract = Contract(brand=brand, plan=plan, name=name, created_at=t,
                         trial_ends_at=t + TRIAL_DAYS * 86400 if plan == "trial" else None)
-    db.session.add(contract)
-    db.session.flush()
-    owner = _new_user(contract, email=owner_email, role="owner", password=owner_password,
-                      name=owner_name)
-    db.session.commit()
+    try:
+        db.session.add(contract)
+        db.session.flush()
+        owner = _new_user(contract, email=owner_email, role="owner", password=owner_password,
+                          name=owner_name)
+        db.session.commit()
+    except Exception:
+        # Neither half of a contract without its owner may stay in the session.
+        db.session.rollback()
+        raise
     return contract, owner
 
 
@@ -49,8 +54,12 @@ def create_user(*, contract_id: str, email: str, role: str, password: str | None
         raise AccountError(f"no contract {contract_id!r}")
     if role not in ROLES or role == "owner":
         raise AccountError("role must be admin or user (a contract has exactly one owner)")
-    user = _new_user(contract, email=email, role=role, password=password, name=name)
-    db.session.commit()
+    try:
+        user = _new_user(contract, email=email, role=role, password=password, name=name)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
     return user
 
 

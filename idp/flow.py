@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from flask import Response, current_app, redirect, url_for
+from flask import Response, current_app, g, redirect, request, url_for
 
 from . import session as sessions
 from .clock import now
 from .db import db
 from .models import Client, Consent, User
 from .oauth.authorize import AuthRequest
-from .oauth.claims import subject
+from .oauth.claims import SCOPE_CLAIMS, subject
 from .oauth.grants import issue_code
 from .oauth.idtoken import pairwise_secret
 from .oauth.response import error_to_client, to_client
@@ -27,6 +27,7 @@ _PREFIX = "flow:"
 ACR_PASSWORD = "urn:idp:loa:1"
 ACR_MFA = "urn:idp:loa:2"
 ACR_LEVELS = (ACR_PASSWORD, ACR_MFA)
+UI_LANGUAGES = ("ja", "en")
 
 
 @dataclass
@@ -74,6 +75,18 @@ def load(flow_id: str | None, browser: str) -> LoginFlow | None:
     return LoginFlow(**record)
 
 
+def use_ui_locales(flow: LoginFlow | None) -> None:
+    """Pages of a flow speak the RP's ``ui_locales`` (OIDC Core §3.1.2.1), which reached
+    /authorize only: the login and consent pages have the flow id in their URL instead."""
+    if flow is None or not flow.auth.ui_locales or request.values.get("ui_locales"):
+        return
+    for tag in flow.auth.ui_locales.split():
+        lang = tag.split("-")[0].lower()
+        if lang in UI_LANGUAGES:
+            g.lang = lang  # what idp.web.language() answers for the rest of the request
+            return
+
+
 def is_first_party(client: Client) -> bool:
     return client.first_party or client.client_id in current_app.extensions[
         "idp.settings"
@@ -88,13 +101,19 @@ def _login_reason(flow: LoginFlow, session: sessions.Session | None, client: Cli
         return ""
     if "login" in req.prompt or "select_account" in req.prompt:
         return "prompt"
-    if req.max_age is not None and now() - session.auth_time > req.max_age:
+    # ">=": auth_time has whole seconds, so one second may have passed while the difference
+    # still reads 0; and max_age=0 must force a sign-in like prompt=login (OIDC Core §3.1.2.1).
+    if req.max_age is not None and now() - session.auth_time >= req.max_age:
         return "max_age"
-    if req.id_token_hint_sub and req.id_token_hint_sub != subject(
-        session.user_id, client, pairwise_secret()
-    ):
+    if _hint_names_another_user(req, session, client):
         return "id_token_hint names another user"
     return ""
+
+
+def _hint_names_another_user(req: AuthRequest, session: sessions.Session, client: Client) -> bool:
+    return bool(req.id_token_hint_sub) and req.id_token_hint_sub != subject(
+        session.user_id, client, pairwise_secret()
+    )
 
 
 def _unmet_acr(req: AuthRequest, session: sessions.Session) -> bool:
@@ -109,13 +128,24 @@ def _unmet_acr(req: AuthRequest, session: sessions.Session) -> bool:
     return not any(w in ACR_LEVELS and ACR_LEVELS.index(w) <= reached for w in wanted)
 
 
+def consent_scopes(req: AuthRequest) -> list[str]:
+    """What the user is asked to allow: the requested scopes, plus the scope of every claim
+    the ``claims`` parameter asks for one by one (OIDC Core §5.5), so none escapes consent."""
+    scopes = list(req.scope)
+    for member in (req.claims or {}).values():
+        for scope, names in SCOPE_CLAIMS.items():
+            if scope not in scopes and any(name in names for name in member):
+                scopes.append(scope)
+    return scopes
+
+
 def needs_consent(flow: LoginFlow, user: User, client: Client) -> bool:
     if flow.consent_done or is_first_party(client):
         return False
     if "consent" in flow.auth.prompt:
         return True
     consent = db.session.get(Consent, (user.id, client.client_id))
-    return consent is None or not consent.covers(set(flow.auth.scope))
+    return consent is None or not consent.covers(set(consent_scopes(flow.auth)))
 
 
 def dispatch(flow: LoginFlow) -> Response:
@@ -134,6 +164,10 @@ def dispatch(flow: LoginFlow) -> Response:
             return finish_with_error(flow, "login_required", f"sign-in needed: {reason}")
         return redirect(url_for("login.login", flow=flow.id))
     assert session is not None and user is not None
+    if _hint_names_another_user(req, session, client):
+        # Someone else signed in during this flow: the RP asked for the hinted user only
+        # (OIDC Core §3.1.2.1, id_token_hint).
+        return finish_with_error(flow, "login_required", "signed in as another user")
 
     if _unmet_acr(req, session):
         if "none" in req.prompt:

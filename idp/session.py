@@ -7,7 +7,6 @@ replayed as cookies. Signing in always issues a new id (defeats session fixation
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from flask import Response, current_app, g, request
 

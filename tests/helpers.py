@@ -6,12 +6,16 @@ import base64
 import hashlib
 import re
 import secrets
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
 from idp.accounts import create_contract, create_user
 from idp.clients import create_client
@@ -19,6 +23,8 @@ from idp.models import Client, User
 
 PASSWORD = "Correct-Horse-9"
 REDIRECT = "https://rp.example.com/cb"
+ISSUER = "http://localhost"
+ALGS = ("RS256", "ES256", "EdDSA")
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -45,6 +51,9 @@ class RP:
     secret: str | None
     redirect_uri: str
     model: Client
+    #: The private key of a ``private_key_jwt`` client (``private_key_jwt_rp``).
+    key: Any = None
+    key_alg: str = "RS256"
 
     @property
     def basic(self) -> dict[str, str]:
@@ -117,7 +126,8 @@ def authorize(http: FlaskClient, rp: RP, *, scope: str = "openid profile email",
 
 
 def pkce_pair_from(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def consent_if_asked(http: FlaskClient, response, *, decision: str = "allow"):
@@ -151,7 +161,114 @@ def exchange(http: FlaskClient, rp: RP, code: str, *, verifier: str | None = Non
     if verifier:
         data["code_verifier"] = verifier
     data.update(extra)
-    headers = rp.basic if rp.secret and rp.model.token_endpoint_auth_method == "client_secret_basic" else {}
-    if rp.model.token_endpoint_auth_method == "none":
-        data["client_id"] = rp.client_id
-    return http.post("/token", data=data, headers=headers)
+    return token_request(http, rp, **data)
+
+
+# -- token endpoint and friends ----------------------------------------------------------
+
+
+def new_key(alg: str = "RS256"):
+    """A fresh private key for ``alg`` (a client's signing key in tests)."""
+    if alg == "RS256":
+        return RSAKey.generate_key(2048, private=True)
+    if alg == "ES256":
+        return ECKey.generate_key("P-256", private=True)
+    return OKPKey.generate_key("Ed25519", private=True)
+
+
+def public_jwks(*keys) -> dict[str, Any]:
+    return KeySet(list(keys)).as_dict(private=False)
+
+
+def client_assertion(client_id: str, key, *, alg: str = "RS256",
+                     audience: str = ISSUER + "/token", lifetime: int = 60,
+                     jti: str | None = None, issuer: str | None = None) -> str:
+    """A ``private_key_jwt`` assertion (RFC 7523 §3) signed with ``key``."""
+    t = int(time.time())
+    claims = {"iss": issuer or client_id, "sub": client_id, "aud": audience,
+              "iat": t, "exp": t + lifetime, "jti": jti or uuid.uuid4().hex}
+    return jwt.encode({"alg": alg, "kid": key.thumbprint()}, claims, key, algorithms=[alg])
+
+
+def private_key_jwt_rp(factory: Factory, *, alg: str = "RS256",
+                       grant_types: tuple[str, ...] = ("authorization_code", "refresh_token"),
+                       **meta: Any) -> RP:
+    """A client authenticating with ``private_key_jwt``, registered with its public JWKS."""
+    key = new_key(alg)
+    rp = factory.rp(auth_method="private_key_jwt", grant_types=grant_types,
+                    jwks=public_jwks(key), **meta)
+    rp.key, rp.key_alg = key, alg
+    return rp
+
+
+def client_auth(rp: RP, *, audience: str = ISSUER + "/token") -> tuple[dict[str, str],
+                                                                       dict[str, str]]:
+    """Headers and form fields that authenticate ``rp`` the way it registered."""
+    method = rp.model.token_endpoint_auth_method
+    if method == "client_secret_basic":
+        return rp.basic, {}
+    if method == "client_secret_post":
+        return {}, {"client_id": rp.client_id, "client_secret": rp.secret or ""}
+    if method == "private_key_jwt":
+        return {}, {
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": client_assertion(rp.client_id, rp.key, alg=rp.key_alg,
+                                                 audience=audience),
+        }
+    return {}, {"client_id": rp.client_id}
+
+
+def token_request(http: FlaskClient, rp: RP, **data: str):
+    """POST /token authenticated as ``rp``."""
+    headers, auth = client_auth(rp)
+    return http.post("/token", data={**auth, **data}, headers=headers)
+
+
+def endpoint_request(http: FlaskClient, rp: RP, path: str, **data: str):
+    """POST to /revoke or /introspect authenticated as ``rp``."""
+    headers, auth = client_auth(rp, audience=ISSUER + path)
+    return http.post(path, data={**auth, **data}, headers=headers)
+
+
+def tokens_for(http: FlaskClient, rp: RP, user: User, *, scope: str = "openid profile email",
+               verifier: str | None = None, **params: str) -> dict[str, Any]:
+    """Front channel and code exchange; the token response body (asserted 200)."""
+    if verifier is None and rp.model.token_endpoint_auth_method == "none":
+        verifier = pkce_pair()[0]
+    code, _ = get_code(http, rp, user, scope=scope, verifier=verifier, **params)
+    response = exchange(http, rp, code, verifier=verifier)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.json
+
+
+def refresh(http: FlaskClient, rp: RP, refresh_token: str, **extra: str):
+    return token_request(http, rp, grant_type="refresh_token", refresh_token=refresh_token,
+                         **extra)
+
+
+def bearer(access_token: str) -> dict[str, str]:
+    return {"Authorization": "Bearer " + access_token}
+
+
+def verify_id_token(http: FlaskClient, token: str, *, audience: str) -> tuple[dict, dict]:
+    """Verify ``token`` with the key its ``kid`` names in the published JWKS; (header, claims)."""
+    jwks = KeySet.import_key_set(http.get("/jwks.json").json)
+    header = jwt.decode(token, jwks, algorithms=list(ALGS)).header
+    key = jwks.get_by_kid(header["kid"])
+    decoded = jwt.decode(token, key, algorithms=[header["alg"]])
+    assert decoded.claims["aud"] == audience
+    return decoded.header, decoded.claims
+
+
+def flow_from(html: str) -> str:
+    match = re.search(r'name="flow" value="([^"]+)"', html)
+    assert match, "no flow id in page"
+    return match.group(1)
+
+
+def form_fields(html: str) -> dict[str, str]:
+    """The hidden inputs of a page (form_post responses, confirmation forms)."""
+    import html as html_lib
+
+    return {html_lib.unescape(n): html_lib.unescape(v) for n, v in
+            re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html)}

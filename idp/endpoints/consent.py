@@ -24,6 +24,7 @@ def _current_user() -> User | None:
 @bp.route("/consent", methods=["GET", "POST"])
 def consent() -> Response:
     flow = flows.load(request.values.get("flow"), sessions.browser_id())
+    flows.use_ui_locales(flow)
     user = _current_user()
     if flow is None or user is None:
         return Response(render_template("error.html", error="invalid_request",
@@ -31,14 +32,14 @@ def consent() -> Response:
     client = db.session.get(Client, flow.auth.client_id)
     if request.method == "GET":
         return Response(render_template("consent.html", flow_id=flow.id, client=client,
-                                        user=user, scopes=flow.auth.scope))
+                                        user=user, scopes=flows.consent_scopes(flow.auth)))
     if request.form.get("decision") != "allow":
         return flows.finish_with_error(flow, "access_denied", "the user denied access")
     row = db.session.get(Consent, (user.id, client.client_id))
     if row is None:
         row = Consent(user_id=user.id, client_id=client.client_id, scope="", granted_at=now())
         db.session.add(row)
-    row.scope = " ".join(sorted(set(row.scope.split()) | set(flow.auth.scope)))
+    row.scope = " ".join(sorted(set(row.scope.split()) | set(flows.consent_scopes(flow.auth))))
     row.granted_at = now()
     db.session.commit()
     flow.consent_done = True

@@ -56,7 +56,6 @@ def metadata(issuer: str) -> dict[str, Any]:
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "display_values_supported": ["page"],
         "ui_locales_supported": ["ja", "en"],
-        "claims_locales_supported": ["ja", "en"],
         "authorization_response_iss_parameter_supported": True,
         "backchannel_logout_supported": False,
         "frontchannel_logout_supported": False,
@@ -64,7 +63,8 @@ def metadata(issuer: str) -> dict[str, Any]:
 
 
 def _document(body: bytes, etag: str, max_age: int) -> Response:
-    if etag in request.if_none_match:
+    # Werkzeug keeps If-None-Match tags unquoted; the comparison is weak (RFC 9110 §13.1.2).
+    if request.if_none_match.contains_weak(etag.strip('"')):
         response = Response(status=304)
     else:
         response = Response(body, mimetype="application/json")

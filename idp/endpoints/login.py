@@ -54,6 +54,7 @@ def login() -> Response:
     flow = flows.load(flow_id, browser) if flow_id else None
     if flow_id and flow is None:
         return _page(None, error=t("flow_expired"), status=400)
+    flows.use_ui_locales(flow)
     if request.method == "GET":
         hint = flow.auth.login_hint if flow else None
         return _page(flow_id, email=hint or "")

@@ -44,10 +44,9 @@ def logout() -> Response:
         return _error("unknown client_id")
 
     target = params.get("post_logout_redirect_uri")
-    if target:
-        # Exact match against the client's registration (RP-Initiated Logout §3).
-        if client is None or target not in client.post_logout_redirect_uris:
-            return _error("post_logout_redirect_uri is not registered for this client")
+    # Exact match against the client's registration (RP-Initiated Logout §3).
+    if target and (client is None or target not in client.post_logout_redirect_uris):
+        return _error("post_logout_redirect_uri is not registered for this client")
 
     session = sessions.current()
     confirmed = request.method == "POST" and params.get("confirm") == "yes"

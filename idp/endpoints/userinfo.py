@@ -37,11 +37,13 @@ def _bearer() -> tuple[str | None, Response | None]:
     """The token from the header or the form body, never both (RFC 6750 §2)."""
     header = request.headers.get("Authorization", "")
     from_header = None
-    if header:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            return None, _challenge(401, "invalid_request", "malformed Authorization header")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        if not value.strip():
+            return None, _challenge(400, "invalid_request", "malformed Authorization header")
         from_header = value.strip()
+    # Another scheme (Basic, ...) is no bearer credential at all: the plain challenge
+    # below, without an error code (RFC 6750 §3).
     from_body = None
     if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
         from_body = request.form.get("access_token")

@@ -7,14 +7,21 @@ from typing import Any
 
 import requests
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidScopeError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidScopeError,
+)
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import current_app
+from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from ..clock import now
 from ..db import db
+from ..keys import ALGS
 from ..models import Client, User
 from ..security import sha256_hex
 from . import tokens
@@ -37,6 +44,7 @@ class AuthorizationCode:
     grant: dict[str, Any]
     code_challenge: str | None = None
     code_challenge_method: str | None = None
+    expires_at: int = 0
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -47,6 +55,9 @@ class AuthorizationCode:
 
 def issue_code(code: str, record: dict[str, Any]) -> None:
     cfg = current_app.extensions["idp.settings"]
+    # The record carries its own expiry: the store's TTL (Redis keeps its own time) is only
+    # the cleanup, the app clock decides (RFC 6749 §4.1.2: codes MUST expire shortly).
+    record = {**record, "expires_at": now() + cfg.code_ttl}
     tokens.store().put(_CODE + sha256_hex(code), record, cfg.code_ttl)
 
 
@@ -73,7 +84,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             return None
         # Remember the exchange before issuing, so a racing replay still finds it.
         store.put(_CODE_USED + digest, {}, current_app.extensions["idp.settings"].access_token_ttl)
-        if record["client_id"] != client.client_id:
+        if record["client_id"] != client.client_id or record.get("expires_at", 0) <= now():
             return None
         return AuthorizationCode(digest=digest, **record)
 
@@ -95,7 +106,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return tokens.claim_refresh_token(refresh_token)
 
     def authenticate_user(self, refresh_token) -> User | None:
-        return active_user(refresh_token.user_id)
+        user = active_user(refresh_token.user_id)
+        if user is None:
+            # Authlib would answer invalid_request; the grant is what is no longer valid
+            # (RFC 6749 §5.2), as for a code whose user is gone.
+            raise InvalidGrantError("the user of this refresh token is not active")
+        return user
 
     def revoke_old_credential(self, refresh_token) -> None:
         """Marked used by ``claim_refresh_token`` in the same transaction as the new one."""
@@ -154,6 +170,17 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
     def get_audiences(self) -> list[str]:
         issuer = current_app.extensions["idp.settings"].issuer
         return [issuer, issuer + "/token", issuer + "/revoke", issuer + "/introspect"]
+
+    def process_assertion_claims(self, assertion, resolve_key):
+        # Authlib decodes with joserfc's default list (HS256, RS256, ES256): that would refuse
+        # EdDSA, which discovery advertises, and accept HS256 with a key from the client's
+        # JWKS. Only the advertised asymmetric algorithms are accepted.
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=list(ALGS))
+        except JoseError as exc:
+            raise InvalidClientError(description=exc.description) from exc
+        self.verify_claims(token.claims)
+        return token.claims
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
         ttl = max(60, int(claims.get("exp", 0)) - now() + self.leeway)

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Request
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import Response, current_app
@@ -14,7 +14,7 @@ from flask import Response, current_app
 from ..clock import now
 from ..db import db
 from ..models import Client, RefreshToken, User
-from ..security import random_token
+from ..security import random_token, sha256_hex
 from . import tokens
 from .claims import subject
 from .grants import AUTH_METHODS
@@ -45,8 +45,11 @@ class Server(AuthorizationServer):
         }
         if scope:
             token["scope"] = scope
-        # A refresh token only where offline access was granted (OIDC Core §11).
-        if include_refresh_token and user is not None and "offline_access" in (scope or "").split():
+        # A refresh token only where offline access was granted (OIDC Core §11). A refresh
+        # request may narrow the access token's scope (even below offline_access), but the
+        # refresh token it presented had offline access, so rotation always issues the next.
+        offline = grant_type == "refresh_token" or "offline_access" in (scope or "").split()
+        if include_refresh_token and user is not None and offline:
             token["refresh_token"] = random_token()
         return token
 
@@ -72,15 +75,21 @@ class Server(AuthorizationServer):
         if refresh:
             family = family or random_token(16)
             at.family = family
-        tokens.save_access_token(token["access_token"], at)
+        at.digest = sha256_hex(token["access_token"])
         if refresh and user is not None:
+            # RFC 6749 §6: a rotated refresh token keeps exactly the scope of the one it
+            # replaces, whatever narrower scope the access token was asked for.
+            rt_scope = request.refresh_token.scope if request.refresh_token else at.scope
             tokens.save_refresh_token(
-                refresh, client_id=client.client_id, user_id=user.id, scope=at.scope,
+                refresh, client_id=client.client_id, user_id=user.id, scope=rt_scope,
                 grant=grant, family_id=family, access_token_digest=at.digest,
                 ttl=cfg.refresh_token_ttl,
             )
-        # Commits the new refresh token together with the old one's used_at.
+        # Commits the new refresh token together with the old one's used_at. The store is
+        # written only after: on SQLite it is another connection to the same file and would
+        # wait for the write lock this session holds since claim_refresh_token's UPDATE.
         db.session.commit()
+        tokens.save_access_token(token["access_token"], at)
         if request.authorization_code is not None:
             tokens.store().put(
                 "code-used:" + request.authorization_code.digest,
@@ -98,13 +107,22 @@ class Server(AuthorizationServer):
         status, body, headers = error(self.get_error_uri(request, error))
         headers = [h for h in headers if h[0].lower() not in ("cache-control", "pragma")]
         if error.error == "invalid_client":
-            # RFC 6749 §5.2: 401 with a challenge for the scheme the client may use.
+            # RFC 6749 §5.2: 401 with a challenge for the scheme the client may use; Basic
+            # requires a realm (RFC 7617 §2), which Authlib's own challenge lacks.
             status = 401
-            if not any(h[0] == "WWW-Authenticate" for h in headers):
-                headers.append(("WWW-Authenticate", 'Basic realm="token"'))
+            headers = [h for h in headers if h[0].lower() != "www-authenticate"]
+            realm = _settings().issuer
+            headers.append(("WWW-Authenticate", f'Basic realm="{realm}", error="invalid_client"'))
         elif status == 401:
             status = 400
         return self.handle_response(status, body, headers + _NO_STORE)
+
+
+def _check_token_param(request) -> None:
+    """``token`` is required; an unknown ``token_type_hint`` is ignored, not an error
+    (RFC 7009 §2.2; Authlib answers unsupported_token_type)."""
+    if not request.form.get("token"):
+        raise InvalidRequestError("token is missing")
 
 
 def _query_token(token_string: str, hint: str | None):
@@ -125,6 +143,9 @@ class Revocation(RevocationEndpoint):
     """RFC 7009; revoking a refresh token also revokes its family and their access tokens."""
 
     CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def check_params(self, request, client) -> None:
+        _check_token_param(request)
 
     def query_token(self, token_string, token_type_hint):
         return _query_token(token_string, token_type_hint)
@@ -147,6 +168,9 @@ class Introspection(IntrospectionEndpoint):
 
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
+    def check_params(self, request, client) -> None:
+        _check_token_param(request)
+
     def query_token(self, token_string, token_type_hint):
         return _query_token(token_string, token_type_hint)
 
@@ -155,7 +179,8 @@ class Introspection(IntrospectionEndpoint):
 
     def introspect_token(self, token) -> dict[str, Any]:
         if isinstance(token, RefreshToken):
-            user_id, iat, exp, kind = token.user_id, token.issued_at, token.expires_at, "refresh_token"
+            user_id, iat, exp = token.user_id, token.issued_at, token.expires_at
+            kind = "refresh_token"
         else:
             user_id, iat, exp, kind = token.user_id, token.iat, token.exp, "access_token"
         body: dict[str, Any] = {

@@ -141,7 +141,12 @@ def save_refresh_token(
 
 
 def revoke_family(family_id: str) -> None:
-    """Revoke every refresh token of a family and the access tokens issued with them."""
+    """Revoke every refresh token of a family and the access tokens issued with them.
+
+    Commits the session before touching the store: on SQLite the store writes through
+    another connection to the same file, which would wait forever (until the busy timeout)
+    for the write lock this session's UPDATE holds.
+    """
     digests = db.session.scalars(
         select(RefreshToken.access_token_hash).where(RefreshToken.family_id == family_id)
     ).all()
@@ -151,4 +156,5 @@ def revoke_family(family_id: str) -> None:
         .values(revoked_at=now())
         .execution_options(synchronize_session=False)
     )
+    db.session.commit()
     revoke_access_tokens(*digests)

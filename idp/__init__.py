@@ -37,6 +37,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     app.extensions["idp.settings"] = settings
+    if settings.environment == "test":
+        from .security import use_fast_password_hashing
+
+        use_fast_password_hashing()
     clock = Clock()
     app.extensions["idp.clock"] = clock
 

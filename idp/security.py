@@ -28,8 +28,20 @@ def matches_hash(value: str, digest: str | None) -> bool:
     return hmac.compare_digest(sha256_hex(value), digest)
 
 
+_FAST_HASHING = False
+
+
+def use_fast_password_hashing() -> None:
+    """Test environment only: cheap argon2id parameters, so the suite is not 90% hashing."""
+    global _FAST_HASHING
+    _FAST_HASHING = True
+    _hasher.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def _hasher() -> PasswordHasher:
+    if _FAST_HASHING:
+        return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     # argon2-cffi's defaults are RFC 9106's second recommendation (argon2id, 64 MiB, t=3),
     # within OWASP's guidance.
     return PasswordHasher()

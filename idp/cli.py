@@ -20,7 +20,7 @@ import click
 from alembic.runtime.migration import MigrationContext
 from flask import Flask, current_app
 from redis import RedisError
-from sqlalchemy import delete, select, update
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -33,6 +33,7 @@ from .clients import (
     RegistrationError,
     create_client,
     create_initial_access_token,
+    delete_client,
     new_client_id,
     validate_metadata,
 )
@@ -40,8 +41,7 @@ from .clock import now
 from .db import db
 from .keys import ALGS, KeyStoreError
 from .migrate import MigrateError, head_revision
-from .models import AuditEvent, Client, Consent, RefreshToken, User
-from .oauth.tokens import revoke_access_tokens
+from .models import AuditEvent, Client, User
 from .security import hash_password, matches_hash, random_token, sha256_hex, verify_password
 from .settings import PROJECT_ROOT, Settings, SettingsError, load_settings
 
@@ -403,32 +403,9 @@ def client_delete(client_id: str) -> None:
     found = db.session.get(Client, client_id)
     if found is None:
         raise OperatorError(f"no client {client_id!r}")
-    rows = db.session.execute(
-        select(RefreshToken.family_id, RefreshToken.access_token_hash, RefreshToken.revoked_at)
-        .where(RefreshToken.client_id == client_id)
-    ).all()
-    families = {r.family_id for r in rows if r.revoked_at is None}
-    # The ephemeral store before any write here: on SQLite the SQL store writes through its
-    # own connection and would wait for this session's write lock until the busy timeout.
-    revoke_access_tokens(*(r.access_token_hash for r in rows))
-    # Revoked rows are kept, not deleted: a replayed token must still be recognised.
-    db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.family_id.in_(families), RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now())
-        .execution_options(synchronize_session=False)
-    )
-    consents = db.session.execute(
-        delete(Consent).where(Consent.client_id == client_id)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    db.session.delete(found)
-    # One transaction: the client, its tokens, its consents and the audit record together.
-    audit("client.delete", client_id, commit=False, revoked_families=len(families),
-          deleted_consents=consents)
-    db.session.commit()
-    click.echo(f"deleted client {client_id}: revoked {len(families)} refresh-token "
-               f"famil{'y' if len(families) == 1 else 'ies'}, removed {consents} consent(s)")
+    families, consents = delete_client(found, actor="operator", details={"origin": _origin()})
+    click.echo(f"deleted client {client_id}: revoked {families} refresh-token "
+               f"famil{'y' if families == 1 else 'ies'}, removed {consents} consent(s)")
 
 
 # -- initial access tokens -----------------------------------------------------------------

@@ -630,24 +630,32 @@ def update_client(client: Client, meta: dict[str, Any], *, ip: str = "") -> str 
     return secret
 
 
-def delete_client(client: Client, *, ip: str = "") -> None:
-    """Deregister (RFC 7592 §2.3): the client, its consents, and its refresh tokens with
-    the access tokens issued beside them (what ``tokens.revoke_family`` does per family)."""
+def delete_client(client: Client, *, actor: str, ip: str = "",
+                  details: dict[str, Any] | None = None) -> tuple[int, int]:
+    """Deregister (RFC 7592 §2.3, ``idp client delete``): the client, its consents, and its
+    refresh tokens with the access tokens issued beside them, in one transaction with the
+    audit record. Returns (refresh-token families revoked, consents removed)."""
     rows = db.session.execute(
-        select(RefreshToken.family_id, RefreshToken.access_token_hash)
+        select(RefreshToken.family_id, RefreshToken.access_token_hash, RefreshToken.revoked_at)
         .where(RefreshToken.client_id == client.client_id)
     ).all()
+    families = {r.family_id for r in rows if r.revoked_at is None}
     # The store first, before this transaction writes: on SQLite the SQL store writes on its
     # own connection and would wait for our write lock until it timed out.
     tokens.revoke_access_tokens(*(r.access_token_hash for r in rows))
+    # Revoked rows are kept, not deleted: a replayed token must still be recognised.
     db.session.execute(
         update(RefreshToken)
-        .where(RefreshToken.family_id.in_({r.family_id for r in rows}),
-               RefreshToken.revoked_at.is_(None))
+        .where(RefreshToken.family_id.in_(families), RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now())
         .execution_options(synchronize_session=False)
     )
-    db.session.execute(delete(Consent).where(Consent.client_id == client.client_id))
-    _audit("client.delete", client.client_id, actor=f"client:{client.client_id}", ip=ip)
+    consents = db.session.execute(
+        delete(Consent).where(Consent.client_id == client.client_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    _audit("client.delete", client.client_id, actor=actor, ip=ip, details={
+        **(details or {}), "revoked_families": len(families), "deleted_consents": consents})
     db.session.delete(client)
     db.session.commit()
+    return len(families), consents

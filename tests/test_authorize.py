@@ -501,3 +501,14 @@ def test_code_is_bound_to_the_redirect_uri_and_client(client, factory):
     code, query = get_code(client, rp, user)
     assert set(query) == {"code", "state", "iss"}
     assert len(code) >= 32
+
+
+def test_a_registered_default_max_age_applies_when_the_request_names_none(client, factory,
+                                                                          frozen):
+    user = factory.user()
+    rp = factory.rp(default_max_age=60)
+    tokens_for(client, rp, user)
+    frozen.advance(30)
+    assert "code" in query_of(authorize(client, rp).headers["Location"])
+    frozen.advance(60)
+    assert authorize(client, rp).headers["Location"].startswith("/login?flow=")

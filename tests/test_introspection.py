@@ -149,3 +149,19 @@ def test_missing_token_parameter_is_invalid_request(client, rp):
     response = endpoint_request(client, rp, "/introspect")
     assert response.status_code == 400
     assert response.json["error"] == "invalid_request"
+
+
+def test_tokens_of_a_deleted_client_are_inactive(client, app, factory):
+    """A client_credentials token has no refresh family to revoke; deletion alone ends it."""
+    from idp.clients import delete_client
+    from idp.db import db
+    from idp.models import Client
+    from tests.helpers import token_request
+
+    machine = factory.rp(grant_types=("client_credentials",))
+    token = token_request(client, machine, grant_type="client_credentials").json["access_token"]
+    resource_server = factory.rp(introspection=True, grant_types=("client_credentials",))
+    assert introspect(client, resource_server, token).json["active"] is True
+    with app.app_context():
+        delete_client(db.session.get(Client, machine.client_id), actor="test")
+    assert introspect(client, resource_server, token).json == INACTIVE

@@ -127,7 +127,8 @@ def configure(client_id: str) -> Response:
     if request.method == "GET":
         return _json(200, _client_information(client, secret=None, registration_token=token))
     if request.method == "DELETE":
-        clients.delete_client(client, ip=request.remote_addr or "")
+        clients.delete_client(client, actor=f"client:{client.client_id}",
+                              ip=request.remote_addr or "")
         return _json(204)
     body = _body()
     _check_update_request(body, client)

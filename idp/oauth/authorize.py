@@ -179,6 +179,11 @@ def check_prompt(params: MultiDict, client: Client, req: AuthRequest) -> None:
 def check_max_age(params: MultiDict, client: Client, req: AuthRequest) -> None:
     raw = params.get("max_age")
     if raw is None or raw == "":
+        # The client's registered default applies when the request names none
+        # (OIDC Registration §2, default_max_age).
+        default = client.meta.get("default_max_age")
+        if isinstance(default, int) and not isinstance(default, bool) and default >= 0:
+            req.max_age = default
         return
     if not raw.isdigit():
         raise AuthorizeError("invalid_request", "max_age must be a non-negative integer")

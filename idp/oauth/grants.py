@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
@@ -195,12 +194,14 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         cache_key = "jwks-uri:" + sha256_hex(uri)
         cached = tokens.store().get(cache_key)
         if cached is None:
-            timeout = current_app.extensions["idp.settings"].http_timeout
+            from ..clients import InvalidClientMetadata, Policy, fetch_json
+
+            cfg = current_app.extensions["idp.settings"]
             try:
-                resp = requests.get(uri, timeout=timeout)
-                resp.raise_for_status()
-                cached = resp.json()
-            except (requests.RequestException, ValueError) as exc:
+                # Same guard as registration: no redirects, size cap, no internal addresses.
+                cached = fetch_json(uri, Policy(production=not cfg.dev,
+                                                http_timeout=cfg.http_timeout))
+            except InvalidClientMetadata as exc:
                 raise InvalidClientError(description="client jwks_uri unreachable") from exc
             tokens.store().put(cache_key, cached, 300)
         return KeySet.import_key_set(cached)

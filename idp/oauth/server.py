@@ -135,6 +135,9 @@ def _query_token(token_string: str, hint: str | None):
     for find in order:
         found = find(token_string)
         if found is not None:
+            # A token outlives nothing: once its client is deleted it is no longer active.
+            if db.session.get(Client, found.client_id) is None:
+                return None
             return found
     return None
 

@@ -64,6 +64,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)
+    from .fastpath import install
+
+    install(app)
     return app
 
 

@@ -627,6 +627,7 @@ def update_client(client: Client, meta: dict[str, Any], *, ip: str = "") -> str 
         client.secret_hash = None
     _audit("client.update", client.client_id, actor=f"client:{client.client_id}", ip=ip)
     db.session.commit()
+    _forget(client.client_id)
     return secret
 
 
@@ -658,4 +659,14 @@ def delete_client(client: Client, *, actor: str, ip: str = "",
         **(details or {}), "revoked_families": len(families), "deleted_consents": consents})
     db.session.delete(client)
     db.session.commit()
+    _forget(client.client_id)
     return len(families), consents
+
+
+def _forget(client_id: str) -> None:
+    """Drop this worker's cached copy at once (others see the change within its TTL)."""
+    from flask import current_app
+
+    cache = current_app.extensions.get("idp.client_cache")
+    if cache is not None:
+        cache.invalidate(client_id)

@@ -12,6 +12,7 @@ import secrets
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -97,8 +98,9 @@ class Settings:
     def dev(self) -> bool:
         return self.environment != "production"
 
-    @property
+    @cached_property
     def secure_cookies(self) -> bool:
+        # Cached: read by every response's security headers.
         return urlsplit(self.issuer).scheme == "https"
 
     def replace(self, **changes: Any) -> Settings:

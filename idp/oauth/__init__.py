@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, current_app
 
+from .client_cache import ClientCache
 from .grants import (
     AuthorizationCodeGrant,
     ClientCredentialsGrant,
@@ -41,3 +42,4 @@ def init_oauth(app: Flask) -> None:
     server.register_endpoint(Revocation)
     server.register_endpoint(Introspection)
     app.extensions["idp.oauth"] = server
+    app.extensions["idp.client_cache"] = ClientCache()

@@ -17,6 +17,7 @@ from ..models import Client, RefreshToken, User
 from ..security import random_token, sha256_hex
 from . import tokens
 from .claims import subject
+from .client_cache import client_cache
 from .grants import AUTH_METHODS
 from .idtoken import pairwise_secret
 
@@ -31,7 +32,7 @@ class Server(AuthorizationServer):
     def query_client(self, client_id: str) -> Client | None:
         if not isinstance(client_id, str) or len(client_id) > 120:
             return None
-        return db.session.get(Client, client_id)
+        return client_cache().get(client_id)
 
     def generate_token(
         self, grant_type: str, client: Client, user: User | None = None,

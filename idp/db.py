@@ -18,4 +18,6 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-db = SQLAlchemy(model_class=Base)
+# expire_on_commit=False: sessions are per request, and re-reading every row touched
+# before a commit (the user, the refresh token) cost a round trip each on the token path.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})

@@ -6,9 +6,8 @@ import json
 
 from flask import Blueprint, Response, current_app, request
 
-from ..db import db
-from ..models import Client
 from ..oauth.claims import released_claims, subject
+from ..oauth.client_cache import client_cache
 from ..oauth.grants import active_user
 from ..oauth.idtoken import pairwise_secret
 from ..oauth.tokens import find_access_token
@@ -71,7 +70,7 @@ def userinfo() -> Response:
     if "openid" not in scopes:
         return _challenge(403, "insufficient_scope", "the openid scope is required")
     user = active_user(at.user_id)
-    client = db.session.get(Client, at.client_id)
+    client = client_cache().get(at.client_id)
     if user is None or client is None:
         return _challenge(401, "invalid_token", "the access token is no longer valid")
     claims = {"sub": subject(user.id, client, pairwise_secret())}

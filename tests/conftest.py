@@ -147,6 +147,18 @@ def factory(app) -> Factory:
     return Factory(app)
 
 
+@pytest.fixture
+def user(factory):
+    """A contract owner who signs in with a password (modules override for specifics)."""
+    return factory.user()
+
+
+@pytest.fixture
+def rp(factory):
+    """A confidential partner app with the code and refresh grants."""
+    return factory.rp()
+
+
 def run_idp(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run the operator CLI as an operator would (a real process)."""
     idp = str(Path(sys.executable).with_name("idp"))  # the venv's, whatever PATH says

@@ -20,11 +20,6 @@ from tests.helpers import (
 
 
 @pytest.fixture
-def user(factory):
-    return factory.user()
-
-
-@pytest.fixture
 def rp(factory):
     return factory.rp(client_name="Photo Printer")
 

@@ -16,16 +16,6 @@ INACTIVE = {"active": False}
 
 
 @pytest.fixture
-def user(factory):
-    return factory.user()
-
-
-@pytest.fixture
-def rp(factory):
-    return factory.rp()
-
-
-@pytest.fixture
 def issued(client, user, rp) -> dict:
     return tokens_for(client, rp, user, scope="openid profile offline_access")
 

@@ -18,11 +18,6 @@ AFTER = "https://rp.example.com/signed-out"
 
 
 @pytest.fixture
-def user(factory):
-    return factory.user()
-
-
-@pytest.fixture
 def rp(factory):
     return factory.rp(post_logout_redirect_uris=[AFTER])
 

@@ -21,16 +21,6 @@ def userinfo_status(client, access_token: str) -> int:
     return client.get("/userinfo", headers=bearer(access_token)).status_code
 
 
-@pytest.fixture
-def user(factory):
-    return factory.user()
-
-
-@pytest.fixture
-def rp(factory):
-    return factory.rp()
-
-
 def test_refresh_token_only_with_offline_access(client, user, rp):
     assert "refresh_token" not in tokens_for(client, rp, user, scope="openid profile")
     assert tokens_for(client, rp, user, scope=OFFLINE)["refresh_token"]

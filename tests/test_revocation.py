@@ -12,16 +12,6 @@ HINT_IDS = ["no-hint", "access-hint", "refresh-hint", "unknown-hint-id-token",
 
 
 @pytest.fixture
-def user(factory):
-    return factory.user()
-
-
-@pytest.fixture
-def rp(factory):
-    return factory.rp()
-
-
-@pytest.fixture
 def issued(client, user, rp) -> dict:
     return tokens_for(client, rp, user, scope="openid offline_access")
 

@@ -31,11 +31,6 @@ def user(factory):
 
 
 @pytest.fixture
-def rp(factory):
-    return factory.rp()
-
-
-@pytest.fixture
 def token(client, user, rp) -> str:
     return tokens_for(client, rp, user, scope="openid profile email phone")["access_token"]
 

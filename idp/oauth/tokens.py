@@ -100,7 +100,8 @@ def claim_refresh_token(token: str) -> RefreshToken | None:
     """
     digest = sha256_hex(token)
     t = now()
-    won = db.session.execute(
+    # UPDATE ... RETURNING: the winner gets its row in the same round trip.
+    won = db.session.scalars(
         update(RefreshToken)
         .where(
             RefreshToken.token_hash == digest,
@@ -109,11 +110,11 @@ def claim_refresh_token(token: str) -> RefreshToken | None:
             RefreshToken.expires_at > t,
         )
         .values(used_at=t)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .returning(RefreshToken)
+    ).first()
+    if won is not None:
+        return won
     row = db.session.get(RefreshToken, digest)
-    if won == 1:
-        return row
     if row is not None and row.used_at is not None and row.revoked_at is None:
         revoke_family(row.family_id)
         db.session.commit()

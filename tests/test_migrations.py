@@ -11,7 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Index, MetaData, String, create_engine, inspect, text
+from sqlalchemy import Column, Index, MetaData, String, create_engine, inspect
 
 from idp import models  # noqa: F401  (registers every table)
 from idp.db import NAMING, db
@@ -24,7 +24,7 @@ from idp.migrate import (
     head_revision,
     upgrade,
 )
-from tests.conftest import BACKEND, PG_ADMIN_URL, _service_missing
+from tests.conftest import BACKEND, postgres_database
 
 
 @contextmanager
@@ -33,19 +33,8 @@ def throwaway_database(tmp_path: Path) -> Iterator[str]:
     if BACKEND == "sqlite":
         yield f"sqlite:///{tmp_path / f'fresh-{uuid.uuid4().hex[:8]}.sqlite'}"
         return
-    name = f"idp_fresh_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # any connection failure means "no service"
-        _service_missing("PostgreSQL", exc)
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database("idp_fresh") as url:
+        yield url
 
 
 @pytest.fixture

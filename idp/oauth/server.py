@@ -137,7 +137,7 @@ def _query_token(token_string: str, hint: str | None):
         found = find(token_string)
         if found is not None:
             # A token outlives nothing: once its client is deleted it is no longer active.
-            if db.session.get(Client, found.client_id) is None:
+            if client_cache().get(found.client_id) is None:
                 return None
             return found
     return None
@@ -197,7 +197,7 @@ class Introspection(IntrospectionEndpoint):
             "iss": _settings().issuer,
         }
         if user_id:
-            owner = db.session.get(Client, token.client_id)
+            owner = client_cache().get(token.client_id)
             body["sub"] = subject(user_id, owner, pairwise_secret()) if owner else user_id
             body["aud"] = token.client_id
         return body

@@ -257,27 +257,25 @@ def token_endpoint_auth_method(d: _Draft) -> None:
 
 
 def redirect_uris(d: _Draft) -> None:
-    uris = _strings(d, "redirect_uris", error=InvalidRedirectURI)
-    if not uris:
-        if "authorization_code" in d.meta["grant_types"]:
-            raise InvalidRedirectURI("redirect_uris is required for the authorization code grant")
-        return
-    for uri in uris:
-        problem = redirect_uri_problem(uri, d.policy, d.meta["application_type"])
-        if problem:
-            raise InvalidRedirectURI(f"redirect_uri {uri!r} {problem}")
-    d.meta["redirect_uris"] = uris
+    uris = _checked_uris(d, "redirect_uris", InvalidRedirectURI)
+    if not uris and "authorization_code" in d.meta["grant_types"]:
+        raise InvalidRedirectURI("redirect_uris is required for the authorization code grant")
 
 
 def post_logout_redirect_uris(d: _Draft) -> None:
-    uris = _strings(d, "post_logout_redirect_uris")
-    if not uris:
-        return
+    _checked_uris(d, "post_logout_redirect_uris", InvalidClientMetadata)
+
+
+def _checked_uris(d: _Draft, name: str, error: type[RegistrationError]) -> list[str]:
+    """Both URI lists follow the redirect URI rules; each reports with its own error code."""
+    uris = _strings(d, name, error=error) or []
     for uri in uris:
         problem = redirect_uri_problem(uri, d.policy, d.meta["application_type"])
         if problem:
-            raise InvalidClientMetadata(f"post_logout_redirect_uri {uri!r} {problem}")
-    d.meta["post_logout_redirect_uris"] = uris
+            raise error(f"{name[:-1]} {uri!r} {problem}")
+    if uris:
+        d.meta[name] = uris
+    return uris
 
 
 def _check_public_key_set(jwks: Any) -> None:

@@ -331,9 +331,10 @@ def test_client_delete_removes_it_revokes_its_tokens_and_forgets_consents(
                     user_id=person.id, scope="openid offline_access", grant={}, issued_at=1,
                     expires_at=2**31 - 1, access_token_hash=sha256_hex(access[client_id]),
                 ))
-                save_access_token(access[client_id], AccessToken(
-                    digest="", client_id=client_id, user_id=person.id, scope="openid",
-                    iat=now(), exp=now() + 600, family=f"fam{n}"))
+                save_access_token(AccessToken(
+                    digest=sha256_hex(access[client_id]), client_id=client_id,
+                    user_id=person.id, scope="openid", iat=now(), exp=now() + 600,
+                    family=f"fam{n}"))
             db.session.add(Consent(user_id=person.id, client_id=rp.client_id, scope="openid",
                                    granted_at=1))
             db.session.add(Consent(user_id=person.id, client_id=other.client_id,

@@ -90,7 +90,7 @@ class Server(AuthorizationServer):
         # written only after: on SQLite it is another connection to the same file and would
         # wait for the write lock this session holds since claim_refresh_token's UPDATE.
         db.session.commit()
-        tokens.save_access_token(token["access_token"], at)
+        tokens.save_access_token(at)
         if request.authorization_code is not None:
             tokens.store().put(
                 "code-used:" + request.authorization_code.digest,

@@ -63,8 +63,8 @@ class AccessToken:
         return False  # revoked tokens are deleted from the store
 
 
-def save_access_token(token: str, at: AccessToken) -> None:
-    at.digest = sha256_hex(token)
+def save_access_token(at: AccessToken) -> None:
+    """Store a token record under its digest (set by the caller, who needs it first)."""
     store().put(_AT + at.digest, at.record(), max(1, at.exp - now()))
 
 

@@ -50,6 +50,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
             event.listen(db.engine, "connect", _sqlite_pragmas)
     with app.app_context():
         app.extensions["idp.store"] = open_store(settings.redis_url, db.engine, clock)
+    from .notify import open_mail_sender
+
+    app.extensions["idp.mail"] = open_mail_sender(settings.smtp_url,
+                                                  timeout=settings.smtp_timeout)
     app.extensions["idp.keys"] = KeyRing(
         KeyStore(settings.keys_dir, settings.keys_kek or settings.secret_key)
     )

@@ -1,4 +1,4 @@
-"""Creating contracts and users (operators' CLI, demo data, tests; admin UI in later issues)."""
+"""Contracts and users: creation, passwords, and the resets several flows share."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from .db import db
 from .models import Contract, User
 from .models.contract import PLANS, TRIAL_DAYS
 from .models.user import ROLES
+from .passwords import check as check_password_policy
 from .security import hash_password
 
 
@@ -14,13 +15,41 @@ class AccountError(ValueError):
     """A request that cannot be carried out, with a message for the operator."""
 
 
-def _normalise_email(email: str) -> str:
+def normalise_email(email: str) -> str:
+    """NFKC (full-width input), trimmed, lower case: the login ID as stored."""
     import unicodedata
 
-    email = unicodedata.normalize("NFKC", email).strip().lower()
-    if "@" not in email or email.startswith("@") or email.endswith("@") or len(email) > 320:
+    return unicodedata.normalize("NFKC", email).strip().lower()
+
+
+def valid_email(email: str) -> bool:
+    local, at, domain = email.rpartition("@")
+    return (bool(at) and bool(local) and "." in domain and not domain.startswith(".")
+            and not domain.endswith(".") and len(email) <= 320
+            and not any(c.isspace() for c in email))
+
+
+def _normalise_email(email: str) -> str:
+    email = normalise_email(email)
+    if not valid_email(email):
         raise AccountError(f"not an email address: {email!r}")
     return email
+
+
+def set_password(user: User, password: str) -> None:
+    """Apply the policy (raises ``idp.passwords.PolicyViolation``) and store the hash."""
+    password = check_password_policy(password, email=user.email)
+    user.password_hash = hash_password(password)
+    user.password_changed_at = now()
+    user.updated_at = now()
+
+
+def reset_two_step(user: User) -> None:
+    """The user enrols 2-step verification again at the next sign-in (SPEC §4.6).
+
+    The step-up chain compares factor enrolment times with this mark.
+    """
+    user.two_step_reset_at = now()
 
 
 def create_contract(*, brand: str, plan: str, owner_email: str, owner_password: str | None,

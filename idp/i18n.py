@@ -1,6 +1,14 @@
-"""UI messages, Japanese first, English second (chosen by ``ui_locales`` / Accept-Language)."""
+"""UI messages, Japanese first, English second (chosen by ``ui_locales`` / Accept-Language).
+
+Core messages live here; each area of the product keeps its own catalogue in
+``idp/messages/<area>.toml`` (``[key]`` with ``ja`` and ``en``), merged at import. A key
+defined twice, or without its Japanese text, is an import error, not a wrong page.
+"""
 
 from __future__ import annotations
+
+import tomllib
+from pathlib import Path
 
 from .web import language
 
@@ -57,6 +65,21 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
-def t(key: str, **values: str) -> str:
-    text = MESSAGES[key].get(language()) or MESSAGES[key]["ja"]
+def _load_catalogues(directory: Path) -> None:
+    for path in sorted(directory.glob("*.toml")):
+        for key, texts in tomllib.loads(path.read_text("utf-8")).items():
+            if key in MESSAGES:
+                raise RuntimeError(f"message {key!r} in {path.name} is already defined")
+            if "ja" not in texts:
+                raise RuntimeError(f"message {key!r} in {path.name} has no ja text")
+            MESSAGES[key] = dict(texts)
+
+
+_load_catalogues(Path(__file__).with_name("messages"))
+
+
+def t(key: str, lang: str | None = None, **values: str) -> str:
+    """The message ``key`` in ``lang`` (default: the request's language)."""
+    text = MESSAGES[key].get(lang or language()) or MESSAGES[key]["ja"]
     return text.format(**values) if values else text
+

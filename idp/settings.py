@@ -93,6 +93,23 @@ class Settings:
     registration_requires_iat: bool = True
     #: Seconds an RP-facing HTTP fetch (sector_identifier_uri, jwks_uri) may take.
     http_timeout: float = 5.0
+    #: Sender address of every mail (the display name is the brand's).
+    mail_from: str = "no-reply@localhost"
+    #: Seconds the SMTP server may take to accept one message.
+    smtp_timeout: float = 10.0
+    #: Emailed links (tickets) stay valid this long (SPEC §6: 14 days).
+    ticket_ttl: int = 14 * 86400
+    #: Consecutive wrong passwords that lock an account (SPEC §4: 10).
+    lockout_threshold: int = 10
+    #: Window of the rate limits below, in seconds.
+    rate_window: int = 900
+    #: Failed sign-ins one client address may make per window, over all accounts.
+    login_failures_per_address: int = 50
+    #: Sign-in attempts per account per window from browsers it never signed in from.
+    login_attempts_per_account: int = 30
+    #: Self-service mails (password reset) per account and per address per hour.
+    mails_per_account: int = 3
+    mails_per_address: int = 20
 
     @property
     def dev(self) -> bool:
@@ -129,6 +146,15 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "registration_requires_iat": ("clients", "registration_requires_iat"),
     "http_timeout": ("server", "http_timeout"),
     "default_brand": ("brands", "default"),
+    "mail_from": ("mail", "from"),
+    "smtp_timeout": ("mail", "timeout"),
+    "ticket_ttl": ("accounts", "ticket_ttl"),
+    "lockout_threshold": ("accounts", "lockout_threshold"),
+    "rate_window": ("accounts", "rate_window"),
+    "login_failures_per_address": ("accounts", "login_failures_per_address"),
+    "login_attempts_per_account": ("accounts", "login_attempts_per_account"),
+    "mails_per_account": ("accounts", "mails_per_account"),
+    "mails_per_address": ("accounts", "mails_per_address"),
 }
 _INT_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type == "int"}
 
@@ -141,7 +167,7 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
         except (TypeError, ValueError):
             problems.append(f"{name}: expected an integer, got {raw!r}")
             return 0
-    if name == "http_timeout":
+    if name in ("http_timeout", "smtp_timeout"):
         try:
             return float(raw)
         except (TypeError, ValueError):
@@ -225,6 +251,9 @@ def load_settings(
         raise SettingsError([f"config file {path}: {exc}"]) from None
 
     values: dict[str, Any] = {}
+    if "IDP_ENV" in environ and "IDP_ENVIRONMENT" not in environ:
+        # The short name the README and the issue tracker use.
+        environ = {**environ, "IDP_ENVIRONMENT": environ["IDP_ENV"]}
     for name, (section, key) in _FIELDS.items():
         if key in data.get(section, {}):
             values[name] = _coerce(name, data[section][key], problems)
@@ -266,6 +295,15 @@ def load_settings(
         values["database_url"] = _anchor_sqlite(values["database_url"])
     values.setdefault("redis_url", "")
     values.setdefault("smtp_url", "")
+    if env == "production" and not values["smtp_url"]:
+        problems.append("smtp_url is required in production (IDP_SMTP_URL); the outbox "
+                        "is for development only")
+    elif values["smtp_url"] and urlsplit(values["smtp_url"]).scheme not in ("smtp", "smtps"):
+        problems.append("smtp_url must start with smtp:// or smtps://")
+    for name in ("ticket_ttl", "lockout_threshold", "rate_window", "login_failures_per_address",
+                 "login_attempts_per_account", "mails_per_account", "mails_per_address"):
+        if name in values and values[name] <= 0:
+            problems.append(f"{name} must be positive")
 
     keys_dir = Path(values.get("keys_dir") or "keys")
     values["keys_dir"] = keys_dir if keys_dir.is_absolute() else PROJECT_ROOT / keys_dir

@@ -33,6 +33,25 @@ def brand() -> Brand:
     return g.brand
 
 
+def brand_url(brand: Brand, endpoint: str, **values: object) -> str:
+    """Absolute URL of ``endpoint`` on the brand's internet host (links in mails)."""
+    from urllib.parse import urlsplit
+
+    from flask import url_for
+
+    issuer = urlsplit(settings().issuer)
+    return f"{issuer.scheme}://{brand.internet_host}" + url_for(endpoint, **values)
+
+
+def client_address() -> str:
+    """The caller's address as the audit log and rate limits see it.
+
+    Trusted proxy hops are configuration (the line-authentication issue); until then
+    ``remote_addr`` is the peer of the WSGI server.
+    """
+    return request.remote_addr or ""
+
+
 def language() -> str:
     """``ja`` first; ``en`` when ui_locales or Accept-Language prefers it."""
     if "lang" not in g:

@@ -94,8 +94,28 @@ def redis_url() -> str | None:
     return REDIS_URL
 
 
+@pytest.fixture(scope="session")
+def smtp_server():
+    """One real SMTP server (aiosmtpd on loopback) for the whole run."""
+    from tests.mail import start_smtp
+
+    controller, box = start_smtp()
+    yield controller, box
+    controller.stop()
+
+
 @pytest.fixture
-def settings(tmp_path, key_template, database_template, redis_url):
+def mailbox(smtp_server):
+    """The messages the SMTP server received during this test."""
+    _, box = smtp_server
+    box.clear()
+    box.fail = False
+    yield box
+    box.fail = False
+
+
+@pytest.fixture
+def settings(tmp_path, key_template, database_template, redis_url, smtp_server):
     keys = tmp_path / "keys"
     shutil.copytree(key_template, keys)
     if BACKEND == "sqlite":
@@ -115,6 +135,8 @@ def settings(tmp_path, key_template, database_template, redis_url):
             "keys_dir": str(keys),
             "keys_next_min_age": 0,
             "jwks_max_age": 0,
+            "smtp_url": f"smtp://127.0.0.1:{smtp_server[0].port}",
+            "smtp_timeout": 5.0,
         },
     )
 

@@ -5,6 +5,8 @@ from .client import Client, InitialAccessToken
 from .consent import Consent
 from .contract import Contract
 from .kv import KeyValue
+from .mail import MailMessage
+from .ticket import Ticket
 from .token import RefreshToken
 from .user import User
 
@@ -15,6 +17,8 @@ __all__ = [
     "Contract",
     "InitialAccessToken",
     "KeyValue",
+    "MailMessage",
     "RefreshToken",
+    "Ticket",
     "User",
 ]

@@ -1,16 +1,24 @@
 """Flask blueprints, one per surface, registered from this one tuple."""
 
 from . import (
+    admin,
     authorize,
     consent,
     discovery,
+    email_change,
     health,
     introspect,
+    invitation,
     login,
+    login_method,
     logout,
+    outbox,
+    password_reset,
     register,
     revoke,
+    settings_menu,
     token,
+    unlock,
     userinfo,
 )
 
@@ -26,4 +34,12 @@ BLUEPRINTS = (
     logout.bp,
     register.bp,
     health.bp,
+    password_reset.bp,
+    unlock.bp,
+    settings_menu.bp,
+    email_change.bp,
+    invitation.bp,
+    login_method.bp,
+    admin.bp,
+    outbox.bp,
 )

@@ -59,6 +59,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ja": "ページの有効期限が切れました。もう一度お試しください。",
         "en": "This page has expired. Please try again.",
     },
+    "http_403": {
+        "ja": "この操作を行う権限がありません。",
+        "en": "You are not allowed to do this.",
+    },
     "http_404": {"ja": "ページが見つかりません。", "en": "Page not found."},
     "http_405": {"ja": "この操作はできません。", "en": "This action is not allowed."},
     "no_consents": {"ja": "許可したアプリはありません。", "en": "You have not allowed any app."},

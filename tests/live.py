@@ -30,6 +30,7 @@ def server_env(settings: Settings, issuer: str) -> dict[str, str]:
         "IDP_ISSUER": issuer,
         "IDP_DATABASE_URL": settings.database_url,
         "IDP_REDIS_URL": settings.redis_url,
+        "IDP_SMTP_URL": settings.smtp_url,
         "IDP_SECRET_KEY": settings.secret_key,
         "IDP_KEYS_DIR": str(settings.keys_dir),
         "IDP_KEYS_NEXT_MIN_AGE": "0",

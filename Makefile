@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install run test test-sqlite test-postgres lint bench db-upgrade demo \
-        keys-rotate keys-list keys-prune clean
+        keys-rotate keys-list keys-prune mail-worker mail-list clean
 
 install: $(STAMP)
 
@@ -45,6 +45,15 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Retries mail the SMTP server did not take (every request sends its own mail at once).
+# Run one beside the web workers in production (any number is safe: a message is claimed
+# by one worker at a time).
+mail-worker: install
+	$(BIN)/idp mail deliver --loop 30
+
+mail-list: install
+	$(BIN)/idp mail list $(ARGS)
 
 keys-rotate: install
 	$(BIN)/idp keys rotate $(ARGS)

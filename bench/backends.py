@@ -3,18 +3,20 @@
 ``Deployment`` creates a fresh SQLite file (or PostgreSQL database + Redis db), a key store
 and the settings the server will run with, and seeds what each scenario consumes, through
 the provider's own code (``idp.accounts``, ``idp.clients``, ``idp.oauth.grants.issue_code``
-and real token-endpoint calls through ``app.test_client()``). Everything is removed again
-on ``close()``.
+and real token-endpoint and login-page calls through ``app.test_client()``). Everything is
+removed again on ``close()``.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 import shutil
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +24,14 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from idp import create_app
-from idp.accounts import create_contract
+from idp.accounts import create_contract, create_user
 from idp.clients import create_client
 from idp.db import db
 from idp.keys import KeyStore
 from idp.migrate import upgrade
 from idp.oauth.grants import issue_code
 from idp.security import random_token
+from idp.session import COOKIE as SESSION_COOKIE
 from idp.settings import DEFAULT_CONFIG, load_settings
 
 PG_ADMIN_URL = os.environ.get(
@@ -45,6 +48,9 @@ CODE_TTL = 3600
 #: Not "production" only because the issuer is http://127.0.0.1; not "test" either, which
 #: switches on test-only shortcuts (cheap argon2 parameters) that would flatter the numbers.
 ENVIRONMENT = "development"
+#: Accounts the password_signin scenario signs in to in turn: real sign-ins are spread over
+#: many users, and a single one would queue every request on its own row lock.
+SIGNIN_USERS = 8
 
 
 @dataclass
@@ -62,6 +68,8 @@ class Deployment:
     client_secret: str = ""
     user_email: str = "bench-owner@example.com"
     app: Any = None
+    contract_id: str = ""
+    _signin: list[tuple[str, str]] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     @property
@@ -147,9 +155,10 @@ class Deployment:
     # -- seeding -------------------------------------------------------------------------
     def _seed_accounts(self) -> None:
         with self.app.app_context():
-            _, user = create_contract(brand="codec", plan="basic", owner_email=self.user_email,
-                                      owner_password=PASSWORD, owner_name="Bench User")
-            self.user_id = user.id
+            contract, user = create_contract(brand="codec", plan="basic",
+                                             owner_email=self.user_email,
+                                             owner_password=PASSWORD, owner_name="Bench User")
+            self.user_id, self.contract_id = user.id, contract.id
             client, secret = create_client({
                 "client_name": "Bench RP",
                 "redirect_uris": [REDIRECT_URI],
@@ -213,3 +222,57 @@ class Deployment:
 
     def access_token(self) -> str:
         return self.exchange_codes(1)[0]["access_token"]
+
+    def signin_requests(self) -> list[tuple[str, str]]:
+        """(Cookie header, form body) of ``POST /login`` for each sign-in account, made once.
+
+        What a returning browser sends: the login page's CSRF cookie and token, and the
+        device cookie of an earlier sign-in (``idp.known_devices``), with which the
+        per-account attempt limit does not apply (OWASP device cookies); not the session
+        cookie, so each request is a whole new sign-in. Users are created through
+        ``idp.accounts`` with the production argon2id parameters.
+        """
+        if self._signin is not None:
+            return self._signin
+        out = []
+        with self.app.app_context():
+            emails = [f"bench-signin-{i}@example.com" for i in range(SIGNIN_USERS)]
+            for email in emails:
+                create_user(contract_id=self.contract_id, email=email, role="user",
+                            password=PASSWORD, name="Bench Signin")
+        for email in emails:
+            # A browser of its own per account; cookies are sent by hand, exactly as wrk will.
+            browser = self.app.test_client(use_cookies=False)
+            page = browser.get("/login", base_url=self.issuer)
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
+            if page.status_code != 200 or csrf is None:
+                raise RuntimeError(f"login page: {page.status_code} without a CSRF token")
+            body = urllib.parse.urlencode({"csrf_token": csrf.group(1), "email": email,
+                                           "password": PASSWORD})
+            cookies = _set_cookies(page)
+            done = browser.post("/login", data=body, base_url=self.issuer,
+                                headers={"Cookie": _cookie_header(cookies),
+                                         "Content-Type": "application/x-www-form-urlencoded"})
+            if done.status_code != 302:
+                raise RuntimeError(f"seeding sign-in of {email} failed: {done.status_code} "
+                                   f"{done.get_data(as_text=True)[:300]}")
+            cookies.update(_set_cookies(done))
+            cookies.pop(SESSION_COOKIE, None)
+            out.append((_cookie_header(cookies), body))
+        self._signin = out
+        return out
+
+
+def _set_cookies(response: Any) -> dict[str, str]:
+    """name -> value of the response's Set-Cookie headers (cleared ones left out)."""
+    out = {}
+    for header in response.headers.getlist("Set-Cookie"):
+        name, _, rest = header.partition("=")
+        value = rest.split(";", 1)[0]
+        if value:
+            out[name.strip()] = value
+    return out
+
+
+def _cookie_header(cookies: dict[str, str]) -> str:
+    return "; ".join(f"{k}={v}" for k, v in cookies.items())

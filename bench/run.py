@@ -8,6 +8,10 @@ is reported. Progress goes to stderr; stdout ends with one line per backend and 
 
     bench <backend> <scenario> rps=<n> p50_ms=<x> p99_ms=<y> errors=<n>
 
+The password_signin scenario also reports, on a `#` line, the CPU cost of one
+``hash_password`` (argon2id at the production parameters), the server CPU one sign-in
+costs, and the sign-in's latency as a multiple of one hash.
+
 Raw results (every run, wrk's own output, CPU split) go to bench/results/.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import math
 import os
@@ -45,7 +50,7 @@ VENV_BIN = Path(sys.executable).parent
 BACKENDS = ("sqlite", "postgres")
 SCENARIOS = (
     "client_credentials", "refresh_token", "authorization_code", "introspection",
-    "userinfo", "jwks", "discovery",
+    "userinfo", "jwks", "discovery", "password_signin",
 )
 #: Requests/s and p99 the issue asks for (p99 only where it states one).
 TARGETS: dict[str, tuple[int, float | None]] = {
@@ -57,6 +62,12 @@ TARGETS: dict[str, tuple[int, float | None]] = {
 #: Refresh chains per wrk thread: one per connection, one for wrk's startup call of
 #: request(), and spares.
 REFRESH_CHAINS_PER_THREAD = 6
+#: Server CPU one password sign-in may cost (the argon2id parameters are chosen for it).
+SIGNIN_CPU_BUDGET_MS = 60.0
+#: hash_password calls timed for the per-hash CPU figure (the median is reported).
+HASH_SAMPLES = 50
+#: Sign-ins sent one after another on one connection for the unloaded latency.
+SERIAL_SIGNINS = 30
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -146,6 +157,9 @@ def cpu_split(before: CpuSnapshot, after: CpuSnapshot, server_pgid: int,
     result["irq"] = irq / CLK_TCK / seconds
     result["other"] = max(0.0, busy / CLK_TCK / seconds - sum(result.values()))
     result = {k: round(v, 2) for k, v in result.items()}
+    # The window the averages are over: cores x seconds is CPU time (per-request cost).
+    result["seconds"] = round(seconds, 3)
+    result["server_cpu_s"] = round(split["server"] / CLK_TCK, 3)
     result["workers"] = sorted(per_process, reverse=True)
     return result
 
@@ -314,7 +328,61 @@ def prepare(dep: Deployment, scenario: str, pool_dir: Path, threads: int,
             (pool_dir / f"refresh_token_{i + 1}.txt").write_text("\n".join(chunk) + "\n")
     elif scenario in ("introspection", "userinfo"):
         env["BENCH_ACCESS_TOKEN"] = dep.access_token()
+    elif scenario == "password_signin":
+        lines = "".join(f"{cookie}\t{body}\n" for cookie, body in dep.signin_requests())
+        for i in range(threads):
+            (pool_dir / f"password_signin_{i + 1}.txt").write_text(lines)
     return env
+
+
+def signin_once(conn: http.client.HTTPConnection, cookie: str, body: str) -> None:
+    """One ``POST /login`` as wrk sends it; raises unless it is a sign-in (302 /signed-in)."""
+    conn.request("POST", "/login", body=body, headers={
+        "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+    response = conn.getresponse()
+    payload = response.read()
+    location = response.getheader("Location") or ""
+    if response.status != 302 or not location.endswith("/signed-in"):
+        raise RuntimeError(f"password_signin: HTTP {response.status} {location!r} "
+                           f"{payload[:300]!r}")
+
+
+def serial_signins(dep: Deployment, url: str, count: int = SERIAL_SIGNINS) -> list[float]:
+    """Wall-clock ms of ``count`` sign-ins sent one after another on one keep-alive
+    connection: the latency a user sees when nothing queues in front of the request."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    material = dep.signin_requests()
+    out = []
+    try:
+        for i in range(count):
+            cookie, body = material[i % len(material)]
+            start = time.perf_counter()
+            signin_once(conn, cookie, body)
+            out.append((time.perf_counter() - start) * 1000)
+    finally:
+        conn.close()
+    return out
+
+
+def hash_cost(samples: int = HASH_SAMPLES) -> dict[str, Any]:
+    """CPU ms of one ``idp.security.hash_password`` at the parameters production uses."""
+    from idp import security
+
+    if security._FAST_HASHING:  # the test environment's cheap parameters
+        raise RuntimeError("hash_password is in test mode; the figure would be meaningless")
+    hasher = security._hasher()
+    security.hash_password("warm-up-" + "x" * 12)
+    times = []
+    for i in range(samples):
+        start = time.thread_time()
+        security.hash_password(f"Bench-Hash-{i:03d}")
+        times.append((time.thread_time() - start) * 1000)
+    return {"median_ms": round(statistics.median(times), 2),
+            "min_ms": round(min(times), 2), "max_ms": round(max(times), 2),
+            "samples": samples, "argon2id": {"time_cost": hasher.time_cost,
+                                             "memory_kib": hasher.memory_cost,
+                                             "parallelism": hasher.parallelism}}
 
 
 def probe(dep: Deployment, scenario: str, url: str) -> None:
@@ -338,6 +406,14 @@ def probe(dep: Deployment, scenario: str, url: str) -> None:
         req = ("GET", "/jwks.json", {}, None)
     elif scenario == "discovery":
         req = ("GET", "/.well-known/openid-configuration", {}, None)
+    elif scenario == "password_signin":
+        parts = urllib.parse.urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=90)
+        try:
+            signin_once(conn, *dep.signin_requests()[0])
+        finally:
+            conn.close()
+        return
     else:
         raise ValueError(scenario)
     method, path, headers, data = req
@@ -477,6 +553,8 @@ class Summary:
     failure: str = ""
     #: Runs repeated because the connections had gone to too few workers.
     discarded: list[RunResult] = field(default_factory=list)
+    #: Scenario-specific figures (password_signin: CPU per sign-in, serial latency).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
         return (f"bench {self.backend} {self.scenario} rps={round(self.rps)} "
@@ -548,10 +626,49 @@ def bench_scenario(args, wrk: str, dep: Deployment, servers: list[Server], scena
             continue
         got = runs[server.label]
         m = median_run(got)
+        extra: dict[str, Any] = {}
+        if scenario == "password_signin":
+            extra = signin_figures(dep, server, m)
         out.append(Summary(dep.backend, server.label, scenario, m.rps, m.p50_ms, m.p99_ms,
                            sum(r.errors for r in got), got, warm[server.label],
-                           discarded=discarded[server.label]))
+                           discarded=discarded[server.label], extra=extra))
     return out
+
+
+def signin_figures(dep: Deployment, server: Server, median: RunResult) -> dict[str, Any]:
+    """Server CPU per sign-in in the median run, and the latency of sign-ins one at a time."""
+    serial = serial_signins(dep, server.url)
+    server_cpu_s = median.cpu.get("server_cpu_s", 0.0)
+    return {
+        "cpu_ms_per_signin": round(server_cpu_s * 1000 / median.requests, 2)
+        if median.requests else 0.0,
+        "serial_p50_ms": round(statistics.median(serial), 2),
+        "serial_ms": [round(x, 2) for x in serial],
+    }
+
+
+def signin_notes(summaries: list[Summary], hashing: dict[str, Any] | None) -> list[str]:
+    """The password_signin figures: one hash, CPU per sign-in against its budget, and the
+    latency as a multiple of one hash (under wrk's load, and one request at a time)."""
+    if not hashing:
+        return []
+    h = hashing["median_ms"]
+    a = hashing["argon2id"]
+    notes = [f"# hash_password: {h:.1f} ms CPU (median of {hashing['samples']}; argon2id "
+             f"t={a['time_cost']} m={a['memory_kib'] // 1024} MiB p={a['parallelism']})"]
+    for s in summaries:
+        if s.scenario != "password_signin" or not s.extra:
+            continue
+        cpu = s.extra["cpu_ms_per_signin"]
+        serial = s.extra["serial_p50_ms"]
+        ok = 0 < cpu < SIGNIN_CPU_BUDGET_MS and not s.errors
+        notes.append(
+            f"# password_signin {s.backend}: {cpu:.1f} ms server CPU per sign-in "
+            f"= {cpu / h:.2f} hashes (budget < {SIGNIN_CPU_BUDGET_MS:g} ms: "
+            f"{'met' if ok else 'MISSED'}); latency p50 {s.p50_ms:.1f} ms under load "
+            f"= {s.p50_ms / h:.2f} hashes, {serial:.1f} ms one at a time "
+            f"= {serial / h:.2f} hashes")
+    return notes
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -703,6 +820,13 @@ def main(argv: list[str] | None = None) -> int:
     if load_average() > 0.5:
         log("  warning: the machine is not idle (load average > 0.5); numbers will be low")
 
+    hashing = None
+    if "password_signin" in args.scenario_list:
+        wait_quiet(args.quiet_wait)
+        hashing = hash_cost()
+        log(f"hash_password: median {hashing['median_ms']} ms CPU of {hashing['samples']} "
+            f"(min {hashing['min_ms']}, max {hashing['max_ms']}) {hashing['argon2id']}")
+
     summaries: list[Summary] = []
     for backend in args.backends:
         port = free_port()
@@ -742,6 +866,7 @@ def main(argv: list[str] | None = None) -> int:
     table = comparison_table(summaries)
     final = [s.line() for s in summaries if s.server == default]
     notes = target_notes([s for s in summaries if s.server == default])
+    notes += signin_notes([s for s in summaries if s.server == default], hashing)
 
     record = {
         "stamp": stamp,
@@ -759,6 +884,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "lines": final,
         "comparison": table,
+        "hash_password": hashing,
     }
     out = RESULTS_DIR / f"{stamp}.json"
     out.write_text(json.dumps(record, indent=1, default=str))

@@ -7,9 +7,11 @@ import getpass
 import json
 import os
 import re
+import signal
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,7 +43,9 @@ from .clock import now
 from .db import db
 from .keys import ALGS, KeyStoreError
 from .migrate import MigrateError, head_revision
-from .models import AuditEvent, Client, User
+from .models import AuditEvent, Client, MailMessage, User
+from .models.mail import STATUSES as MAIL_STATUSES
+from .notify import mail
 from .security import hash_password, matches_hash, random_token, sha256_hex, verify_password
 from .settings import PROJECT_ROOT, Settings, SettingsError, load_settings
 
@@ -489,6 +493,86 @@ def user_create(contract_id: str, email: str, role: str, password: str | None,
         click.echo("The user has no password yet and cannot sign in until one is set.")
 
 
+# -- mail ----------------------------------------------------------------------------------
+
+
+@cli.group("mail")
+def mail_group() -> None:
+    """The outgoing mail queue: retries of messages the mail server did not take."""
+
+
+def _queue_summary() -> str:
+    counts = mail.counts()
+    return "queue: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in MAIL_STATUSES)
+
+
+def _when_next(message: MailMessage, t: int) -> str:
+    if message.status == "sent":
+        return _iso(message.sent_at)
+    if message.status == "pending":
+        return "due" if message.next_attempt_at <= t else _iso(message.next_attempt_at)
+    return "-"
+
+
+@mail_group.command("deliver")
+@click.option("--loop", "interval", type=click.FloatRange(min=0.1), default=None,
+              metavar="SECONDS",
+              help="Keep running: deliver due messages every SECONDS until stopped "
+                   "(SIGTERM or Ctrl-C), as `make mail-worker` does.")
+@in_app
+def mail_deliver(interval: float | None) -> None:
+    """Deliver queued messages whose (re)try time has come.
+
+    Each request delivers its own mail right after its commit; this retries what the mail
+    server did not take then (with a back-off from a minute to six hours) and what a
+    crashed process left behind. Messages are given up as `failed` after the last retry.
+    """
+    if interval is None:
+        sent, not_sent = mail.deliver_due(limit=None)
+        click.echo(f"sent {sent}, not sent {not_sent}; {_queue_summary()}")
+        return
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        # Finish the message in hand rather than leave it leased for two minutes.
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    click.echo(f"delivering due mail every {interval:g}s until stopped; {_queue_summary()}")
+
+    def _report(sent: int, not_sent: int) -> None:
+        click.echo(f"{_iso(now())} sent {sent}, not sent {not_sent}; {_queue_summary()}")
+
+    try:
+        mail.run_worker(interval=interval, stop=stop, report=_report)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("stopped")
+
+
+@mail_group.command("list")
+@click.option("--status", type=click.Choice(MAIL_STATUSES), default=None,
+              help="Only messages in this state (failed: given up after every retry).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="How many of the newest messages to show.")
+@in_app
+def mail_list(status: str | None, limit: int) -> None:
+    """Show the newest messages of the queue (never their bodies: they hold live links)."""
+    found = mail.recent(status=status, limit=limit)
+    if not found:
+        click.echo("no messages" + (f" with status {status}" if status else ""))
+        return
+    t = now()
+    _table(
+        ("id", "status", "tries", "queued", "sent/next", "kind", "brand", "lang", "to",
+         "subject", "last error"),
+        ((m.id, m.status, m.attempts, _iso(m.created_at), _when_next(m, t), m.kind, m.brand,
+          m.lang, m.to, m.subject, _one_line(m.last_error or "-")[:80]) for m in found),
+    )
+    click.echo(_queue_summary())
+
+
 # -- demo ----------------------------------------------------------------------------------
 
 
@@ -591,6 +675,8 @@ def demo(rp_file: Path) -> None:
     click.echo("")
     click.echo(f"  provider  {settings.issuer}")
     click.echo(f"  demo RP   {DEMO_RP_URL}")
+    if settings.environment == "development" and not settings.smtp_url:
+        click.echo(f"  mail      {settings.issuer}/dev/outbox (no SMTP server: mail is kept there)")
     click.echo(f"  owner     {DEMO_OWNER[0]} / {DEMO_OWNER[1]}")
     click.echo(f"  user      {DEMO_USER[0]} / {DEMO_USER[1]}")
     click.echo(f"  contract  {contract_id} ({DEMO_CONTRACT_NAME}, brand {DEMO_BRAND})")

@@ -11,7 +11,15 @@ from typing import Protocol
 
 
 class MailError(Exception):
-    """The message could not be handed to the mail server; it will be retried."""
+    """The message could not be handed to the mail server.
+
+    ``permanent`` when retrying cannot help (the server refused the recipient with a 5xx
+    reply): the message is given up at once instead of being retried for a day.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class MailSender(Protocol):
@@ -24,10 +32,15 @@ class MailSender(Protocol):
 
 
 def open_mail_sender(smtp_url: str, *, timeout: float) -> MailSender:
+    """The sender for ``smtp_url``; a malformed URL is a configuration error at start-up."""
     if smtp_url:
+        from ..settings import SettingsError
         from .smtp import SMTPSender
 
-        return SMTPSender.from_url(smtp_url, timeout=timeout)
+        try:
+            return SMTPSender.from_url(smtp_url, timeout=timeout)
+        except ValueError as exc:
+            raise SettingsError([str(exc)]) from None
     from .outbox import OutboxSender
 
     return OutboxSender()

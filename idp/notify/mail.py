@@ -9,13 +9,14 @@ can carry ticket links, so they are sealed at rest and dropped once delivered.
 
 from __future__ import annotations
 
-import time
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 
 from flask import current_app, render_template
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 
 from ..clock import now
 from ..db import db
@@ -25,10 +26,21 @@ from ..settings import Brand
 from . import MailError, MailSender
 
 _PURPOSE = "mail body"
-#: Delivery attempts before a message is given up as ``failed`` (about a day of retries).
-MAX_ATTEMPTS = 10
+#: Delivery attempts before a message is given up as ``failed``: with the back-off below
+#: the last one comes about 20 hours after the first, well inside a ticket's 14 days.
+MAX_ATTEMPTS = 12
+#: First retry after a minute, doubling up to six hours.
+_BACKOFF_FIRST = 60
+_BACKOFF_CAP = 6 * 3600
 #: While one worker is delivering a message, others leave it alone this long.
 _LEASE = 120
+#: A message nobody has tried yet belongs this long to the request that queued it, which
+#: delivers it right after its commit; a worker taking it first would make that request
+#: tell its user "the mail is delayed" for a mail that is on its way.
+_FRESH = 30
+_BATCH = 100
+#: Languages with mail templates; anything else gets Japanese (the service's first language).
+LANGUAGES = ("ja", "en")
 
 
 @dataclass(frozen=True)
@@ -45,12 +57,19 @@ def sender() -> MailSender:
     return current_app.extensions["idp.mail"]
 
 
-def render(kind: str, *, brand: Brand, lang: str, **context: object) -> Rendered:
+def language(lang: str | None) -> str:
+    """``ja`` or ``en`` from a stored locale (``en-US`` is ``en``; empty or unknown: ``ja``)."""
+    primary = (lang or "").replace("_", "-").split("-")[0].lower()
+    return primary if primary in LANGUAGES else "ja"
+
+
+def render(kind: str, *, brand: Brand, lang: str | None, **context: object) -> Rendered:
     """Subject and body of ``kind``; a brand may override any template with its own file.
 
     The template's first line is ``Subject: ...``; the 【brand name】 prefix is added here
     so that no template can forget it.
     """
+    lang = language(lang)
     names = [f"mail/{brand.id}/{kind}.{lang}.txt", f"mail/{kind}.{lang}.txt",
              f"mail/{brand.id}/{kind}.ja.txt", f"mail/{kind}.ja.txt"]
     text = render_template(names, brand=brand, brand_name=brand.name(lang), lang=lang,
@@ -62,20 +81,23 @@ def render(kind: str, *, brand: Brand, lang: str, **context: object) -> Rendered
     return Rendered(subject, body.lstrip("\n"))
 
 
-def queue(kind: str, *, to: str, brand: Brand, lang: str, **context: object) -> MailMessage:
+def queue(kind: str, *, to: str, brand: Brand, lang: str | None,
+          **context: object) -> MailMessage:
     """Render and add the message to the session; the caller's commit queues it."""
+    lang = language(lang)
     rendered = render(kind, brand=brand, lang=lang, **context)
     message = MailMessage(
         kind=kind, brand=brand.id, lang=lang, to=to, subject=rendered.subject,
         body_enc=seal(rendered.body.encode("utf-8"), secret=_settings().secret_key,
                       purpose=_PURPOSE),
-        status="pending", attempts=0, next_attempt_at=0, created_at=now(),
+        status="pending", attempts=0, next_attempt_at=0, last_error="", created_at=now(),
     )
     db.session.add(message)
     return message
 
 
 def body_of(message: MailMessage) -> str:
+    """The clear body; empty once it was dropped after delivery."""
     if message.body_enc is None:
         return ""
     return unseal(message.body_enc, secret=_settings().secret_key,
@@ -92,13 +114,18 @@ def _email(message: MailMessage) -> EmailMessage:
     email["Subject"] = message.subject
     email["Date"] = formatdate(localtime=False)
     email["Message-ID"] = make_msgid(domain=settings.mail_from.rpartition("@")[2] or None)
+    # RFC 3834: tells vacation responders and ticket systems not to answer.
     email["Auto-Submitted"] = "auto-generated"
     email.set_content(body_of(message), charset="utf-8")
     return email
 
 
 def _claim(message_id: int, t: int) -> MailMessage | None:
-    """Take the message for delivery unless another worker holds it."""
+    """Take the message for delivery unless another worker holds it.
+
+    One conditional UPDATE: of two workers racing for a message exactly one sees a row
+    count of 1, on SQLite and PostgreSQL alike, so a message is handed over once.
+    """
     result = db.session.execute(
         update(MailMessage)
         .where(MailMessage.id == message_id, MailMessage.status == "pending",
@@ -112,70 +139,158 @@ def _claim(message_id: int, t: int) -> MailMessage | None:
     return db.session.get(MailMessage, message_id, populate_existing=True)
 
 
-def _backoff(attempts: int) -> int:
-    return min(60 * 2 ** (attempts - 1), 6 * 3600)
+def backoff(attempts: int) -> int:
+    """Seconds to wait after the ``attempts``-th failed attempt."""
+    return min(_BACKOFF_FIRST * 2 ** (attempts - 1), _BACKOFF_CAP)
 
 
-def deliver_one(message_id: int) -> bool:
-    """Try to deliver one queued message now; True when it was handed over."""
+def _give_up(message: MailMessage, error: str) -> bool:
+    message.status = "failed"
+    message.last_error = error[:2000]
+    db.session.commit()
+    current_app.logger.error("mail %s to %s given up after %s attempt(s): %s",
+                             message.id, message.to, message.attempts, error)
+    return False
+
+
+def _attempt(message_id: int) -> bool | None:
+    """One delivery attempt: True sent, False not sent, None when another worker holds or
+    already finished the message (this one did nothing)."""
     t = now()
     message = _claim(message_id, t)
     if message is None:
-        current = db.session.get(MailMessage, message_id)
-        return current is not None and current.status == "sent"
-    out = sender()
+        return None
     message.attempts += 1
     try:
-        out.send(_email(message))
+        email = _email(message)
+    except Exception as exc:  # e.g. a body sealed under an old secret_key
+        # Nothing a retry could fix: give up now rather than fail twelve times.
+        return _give_up(message, f"cannot build the message: {type(exc).__name__}: {exc}")
+    out = sender()
+    try:
+        out.send(email)
     except MailError as exc:
-        message.last_error = str(exc)[:2000]
-        if message.attempts >= MAX_ATTEMPTS:
-            message.status = "failed"
-            current_app.logger.error("mail %s to %s given up: %s", message.id, message.to, exc)
-        else:
-            message.next_attempt_at = t + _backoff(message.attempts)
-            current_app.logger.warning("mail %s to %s not sent (attempt %s): %s",
-                                       message.id, message.to, message.attempts, exc)
+        error, permanent = str(exc), exc.permanent
+    except Exception as exc:  # a sender bug must not wedge the message: counted, retried
+        current_app.logger.exception("mail %s: sender failed", message.id)
+        error, permanent = f"{type(exc).__name__}: {exc}", False
+    else:
+        message.status = "sent"
+        message.sent_at = t
+        message.last_error = ""
+        if not out.keeps_bodies:
+            # The body may hold a live ticket link; once the mail is out it has no use here.
+            message.body_enc = None
         db.session.commit()
-        return False
-    message.status = "sent"
-    message.sent_at = t
-    message.last_error = ""
-    if not out.keeps_bodies:
-        message.body_enc = None
+        return True
+    if permanent or message.attempts >= MAX_ATTEMPTS:
+        return _give_up(message, error)
+    message.last_error = error[:2000]
+    message.next_attempt_at = t + backoff(message.attempts)
     db.session.commit()
-    return True
+    current_app.logger.warning("mail %s to %s not sent (attempt %s, next in %ss): %s",
+                               message.id, message.to, message.attempts,
+                               backoff(message.attempts), error)
+    return False
+
+
+def deliver_one(message_id: int) -> bool:
+    """Try to deliver one queued message now; True when it was handed over (by anyone)."""
+    outcome = _attempt(message_id)
+    if outcome is None:
+        status = db.session.scalar(select(MailMessage.status)
+                                   .where(MailMessage.id == message_id))
+        return status == "sent"
+    return outcome
 
 
 def deliver(*messages: MailMessage, catch_up: int = 5) -> bool:
     """Deliver freshly committed messages; True when all went out.
 
-    After a success the mail server is evidently up, so up to ``catch_up`` older due
-    messages ride along: delivery recovers by itself when the server comes back.
+    Called after the action's commit, so it never raises: the action is done whatever
+    happens here, and a message not sent stays queued for a retry. After a success the
+    mail server is evidently up, so up to ``catch_up`` older due messages ride along:
+    delivery recovers by itself when the server comes back.
     """
-    ok = all([deliver_one(m.id) for m in messages])
+    ids = [m.id for m in messages]
+    ok = True
+    for message_id in ids:
+        try:
+            ok = deliver_one(message_id) and ok
+        except Exception:  # see the docstring
+            db.session.rollback()
+            current_app.logger.exception("mail %s: delivery attempt failed", message_id)
+            ok = False
     if ok and catch_up:
-        deliver_due(limit=catch_up)
+        try:
+            deliver_due(limit=catch_up)
+        except Exception:  # the caller's own mail went out; that is its answer
+            db.session.rollback()
+            current_app.logger.exception("mail: catching up on due messages failed")
     return ok
 
 
-def deliver_due(*, limit: int = 100) -> tuple[int, int]:
-    """Deliver messages whose retry time has come; returns (sent, not sent)."""
-    t = now()
-    ids = db.session.scalars(
+def _due(t: int, limit: int, after: int) -> list[int]:
+    return list(db.session.scalars(
         select(MailMessage.id)
-        .where(MailMessage.status == "pending", MailMessage.next_attempt_at <= t)
+        .where(MailMessage.status == "pending", MailMessage.next_attempt_at <= t,
+               or_(MailMessage.attempts > 0, MailMessage.created_at <= t - _FRESH),
+               MailMessage.id > after)
         .order_by(MailMessage.id).limit(limit)
-    ).all()
-    sent = sum(deliver_one(i) for i in ids)
-    return sent, len(ids) - sent
+    ))
 
 
-def run_worker(*, interval: float, once: bool = False) -> None:
-    """``idp mail deliver --loop``: retry due messages until stopped."""
+def deliver_due(*, limit: int | None = _BATCH,
+                stop: threading.Event | None = None) -> tuple[int, int]:
+    """Deliver messages whose retry time has come, oldest first, all of them when
+    ``limit`` is None; returns (sent, not sent) by this call, leaving out messages another
+    worker took first. ``stop`` ends it between messages."""
+    t = now()
+    sent = not_sent = after = 0
     while True:
-        deliver_due()
-        db.session.remove()
-        if once:
-            return
-        time.sleep(interval)
+        batch = _BATCH if limit is None else min(_BATCH, limit - sent - not_sent)
+        ids = _due(t, batch, after) if batch > 0 else []
+        for message_id in ids:
+            if stop is not None and stop.is_set():
+                return sent, not_sent
+            outcome = _attempt(message_id)
+            if outcome is True:
+                sent += 1
+            elif outcome is False:
+                not_sent += 1
+        if len(ids) < batch or not ids:
+            return sent, not_sent
+        after = ids[-1]
+
+
+def run_worker(*, interval: float, stop: threading.Event,
+               report: Callable[[int, int], None] | None = None) -> None:
+    """``idp mail deliver --loop``: deliver due messages every ``interval`` seconds until
+    ``stop`` is set; a database outage is logged and retried, not fatal."""
+    while not stop.is_set():
+        try:
+            sent, not_sent = deliver_due(limit=None, stop=stop)
+        except Exception:  # a worker outlives a restarting database
+            db.session.rollback()
+            current_app.logger.exception("mail worker: pass failed; retrying in %ss", interval)
+        else:
+            if report is not None and (sent or not_sent):
+                report(sent, not_sent)
+        finally:
+            db.session.remove()
+        stop.wait(interval)
+
+
+def counts() -> dict[str, int]:
+    """Messages in the queue by status."""
+    rows = db.session.execute(select(MailMessage.status, func.count())
+                              .group_by(MailMessage.status))
+    return {status: n for status, n in rows}
+
+
+def recent(*, status: str | None = None, limit: int = 50) -> list[MailMessage]:
+    """The newest messages first (operators' list, development outbox)."""
+    query = select(MailMessage).order_by(MailMessage.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(MailMessage.status == status)
+    return list(db.session.scalars(query))

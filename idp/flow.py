@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Response, current_app, g, redirect, request, url_for
 
+from . import contracts
 from . import session as sessions
 from .clock import now
 from .db import db
@@ -155,7 +156,9 @@ def dispatch(flow: LoginFlow) -> Response:
         return error_to_client(req, "invalid_request", "client no longer exists")
     session = sessions.current()
     user = db.session.get(User, session.user_id) if session else None
-    if session is not None and (user is None or user.status != "active"):
+    if session is not None and not contracts.user_usable(user, epoch=session.epoch):
+        # Disabled, cut off (cancelled contract, ended trial) or signed out everywhere
+        # (password reset): as if there were no session at all.
         session, user = None, None
 
     reason = _login_reason(flow, session, client)
@@ -202,6 +205,8 @@ def finish_with_code(
             "sid": session.sid,
             "nonce": req.nonce,
             "claims": req.claims,
+            # Tokens from this code carry the epoch: a later bump (reset, cut-off) voids them.
+            "epoch": session.epoch,
         },
     })
     _store().delete(_PREFIX + flow.id)

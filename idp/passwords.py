@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import unicodedata
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,14 +18,12 @@ MIN_CLASSES = 3
 _COMMON_LIST = Path(__file__).with_name("data") / "common-passwords.txt.gz"
 
 
-@dataclass(frozen=True)
 class PolicyViolation(ValueError):
-    """Why a password was refused: an ``idp.i18n`` message key."""
+    """Why a password was refused: ``key`` is an ``idp.i18n`` message key."""
 
-    key: str
-
-    def __str__(self) -> str:
-        return self.key
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
 
 
 def normalise(password: str) -> str:

@@ -2,6 +2,11 @@
 
 The cookie holds a random id; the store key is its SHA-256, so a store dump cannot be
 replayed as cookies. Signing in always issues a new id (defeats session fixation).
+
+A session records the user's ``session_epoch`` at sign-in. ``current`` answers only for a
+user who may still use the service under that epoch (``contracts.user_usable``): a
+password reset, a cancellation or an ended trial ends every session at once, although
+sessions cannot be listed per user.
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from dataclasses import asdict, dataclass, field
 
 from flask import Response, current_app, g, request
 
+from . import contracts
 from .clock import now
+from .db import db
+from .models import User
 from .security import random_token, sha256_hex
 
 COOKIE = "idp_session"
@@ -27,6 +35,8 @@ class Session:
     amr: list[str] = field(default_factory=list)
     acr: str = ""
     clients: list[str] = field(default_factory=list)
+    #: ``User.session_epoch`` at sign-in.
+    epoch: int = 0
 
 
 def _store():
@@ -38,18 +48,29 @@ def _settings():
 
 
 def current() -> Session | None:
+    """This browser's session, or None (also when its user may no longer use it)."""
     if "idp_session" not in g:
         raw = request.cookies.get(COOKIE)
-        record = _store().get(_PREFIX + sha256_hex(raw)) if raw else None
-        g.idp_session = Session(**record) if record else None
+        record = _store().get(_PREFIX + sha256_hex(raw)) if raw and len(raw) <= 128 else None
+        session = Session(**record) if record else None
+        if session is not None and not usable(session):
+            session = None
+        g.idp_session = session
     return g.idp_session
+
+
+def usable(session: Session) -> bool:
+    """Is the session's user still allowed in under the epoch it signed in with?"""
+    return contracts.user_usable(db.session.get(User, session.user_id), epoch=session.epoch)
 
 
 def start(response: Response, *, user_id: str, amr: list[str], acr: str) -> Session:
     """Replace any current session with a fresh one for ``user_id``."""
+    user = db.session.get(User, user_id)
     end(response)
     token = random_token()
-    session = Session(user_id=user_id, auth_time=now(), sid=random_token(16), amr=amr, acr=acr)
+    session = Session(user_id=user_id, auth_time=now(), sid=random_token(16), amr=amr, acr=acr,
+                      epoch=user.session_epoch if user is not None else -1)
     _store().put(_PREFIX + sha256_hex(token), asdict(session), _settings().session_ttl)
     _set_cookie(response, COOKIE, token, _settings().session_ttl)
     g.idp_session = session

@@ -183,3 +183,46 @@ def test_consent_page_carries_security_headers(client, factory, user):
                                   "/userinfo"])
 def test_json_endpoints_carry_nosniff(client, path):
     assert client.get(path).headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_sign_in_without_a_flow_returns_to_a_local_next_page(client, user):
+    from tests.signin_helpers import login
+
+    response = login(client, user.email, next_url="/admin/users?page=2")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/admin/users?page=2"
+
+
+@pytest.mark.parametrize("target", [
+    "//evil.example/", "https://evil.example/", "http:evil.example", "/\\evil.example",
+    "\\\\evil.example", "/\t/evil.example", "javascript:alert(1)", "evil.example/x", "",
+    "/%0d%0aSet-Cookie:x=y",
+], ids=["scheme-relative", "absolute", "scheme-only", "backslash", "double-backslash", "tab",
+        "javascript", "relative", "empty", "encoded-crlf"])
+def test_next_pointing_elsewhere_is_ignored(client, user, target):
+    from urllib.parse import quote
+
+    from tests.helpers import csrf_from
+
+    page = client.get("/login?next=" + quote(target, safe=""))
+    html = page.get_data(as_text=True)
+    response = client.post("/login", data={"csrf_token": csrf_from(html), "email": user.email,
+                                           "password": PASSWORD, "next": target})
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    if target == "/%0d%0aSet-Cookie:x=y":
+        # A path on this site, which the browser requests (and we answer 404): harmless.
+        assert location.startswith("/") and "\n" not in location and "\r" not in location
+        assert all(not h.startswith("x=") for h in response.headers.getlist("Set-Cookie"))
+    else:
+        assert location == "/signed-in"
+
+
+def test_next_is_ignored_inside_an_oidc_flow(client, factory, user):
+    rp = factory.rp(first_party=True)
+    location = authorize(client, rp).headers["Location"]
+    html = client.get(location + "&next=/admin").get_data(as_text=True)
+    response = client.post("/login", data={"csrf_token": csrf_from(html), "email": user.email,
+                                           "password": PASSWORD, "flow": flow_from(html),
+                                           "next": "/admin"})
+    assert response.headers["Location"].startswith(rp.redirect_uri)

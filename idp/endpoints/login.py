@@ -1,50 +1,69 @@
-"""The minimal email + password sign-in page (accounts issue adds lockout and the rest)."""
+"""The email + password sign-in page: inside an OIDC flow, or on its own (``next``).
+
+Every decision about the password is ``idp.signin.password_sign_in``'s; this page only
+renders its answer: the sign-in, one uniform refusal, 429 with ``Retry-After``, or (after
+the right password only) the page that says the contract has ended.
+"""
 
 from __future__ import annotations
 
-import unicodedata
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
-from sqlalchemy import select
 
 from .. import flow as flows
+from .. import known_devices
 from .. import session as sessions
-from ..clock import now
 from ..db import db
 from ..i18n import t
-from ..models import Contract, User
-from ..security import hash_password, needs_rehash, verify_password
-from ..web import brand
+from ..models import User
+from ..signin import SignInResult, password_sign_in
 
 bp = Blueprint("login", __name__)
+# Whichever page signed someone in (this one, the settings menu), the device cookie goes out.
+bp.after_app_request(known_devices.attach)
+
+_MAX_NEXT = 2000
 
 
-def normalise_email(value: str) -> str:
-    # NFKC so a full-width address typed on a Japanese keyboard still matches.
-    return unicodedata.normalize("NFKC", value).strip().lower()
+def safe_next(value: str | None) -> str | None:
+    """``value`` when it is a path on this site, else None (no open redirect).
+
+    One leading "/" and nothing a browser could read as another host: no "//", no
+    backslash (browsers treat it as "/"), no scheme, no control characters (browsers drop
+    tabs and newlines, turning "/\\t/evil" into "//evil").
+    """
+    if not value or len(value) > _MAX_NEXT or not value.startswith("/"):
+        return None
+    if value.startswith("//") or "\\" in value:
+        return None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return None
+    return value
 
 
 def _page(flow_id: str | None, *, error: str | None = None, email: str = "",
-          status: int = 200) -> Response:
-    body = render_template("login.html", flow_id=flow_id, error=error, email=email)
+          next_url: str | None = None, status: int = 200) -> Response:
+    body = render_template("login.html", flow_id=flow_id, error=error, email=email,
+                           next_url=next_url)
     return Response(body, status=status)
 
 
-def authenticate(email: str, password: str) -> User | None:
-    """The active user with these credentials, else None; always costs one argon2 hash."""
-    user = db.session.scalar(
-        select(User).where(User.brand == brand().id, User.email == normalise_email(email))
-    )
-    if not verify_password(password, user.password_hash if user else None):
-        return None
-    if user is None or user.status != "active" or user.login_method != "password":
-        return None
-    contract = db.session.get(Contract, user.contract_id)
-    if contract is None or contract.status != "active":
-        return None
-    if user.password_hash and needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    return user
+def _refused(result: SignInResult, flow_id: str | None, email: str,
+             next_url: str | None) -> Response:
+    if result.contract_state is not None:
+        body = render_template("contract_ended.html", message=t(result.error or "signin_failed"),
+                               state=result.contract_state,
+                               can_change_plan=result.can_change_plan)
+        return Response(body, status=result.status)
+    response = _page(flow_id, error=t(result.error or "signin_failed"), email=email,
+                     next_url=next_url, status=result.status)
+    if result.retry_after is not None:
+        response.headers["Retry-After"] = str(result.retry_after)
+    return response
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -55,30 +74,32 @@ def login() -> Response:
     if flow_id and flow is None:
         return _page(None, error=t("flow_expired"), status=400)
     flows.use_ui_locales(flow)
+    # ``next`` serves sign-ins outside an OIDC flow (the admin console sends people here).
+    next_url = None if flow else safe_next(request.values.get("next"))
     if request.method == "GET":
         hint = flow.auth.login_hint if flow else None
-        return _page(flow_id, email=hint or "")
+        return _page(flow_id, email=hint or "", next_url=next_url)
 
     email = request.form.get("email", "")
     password = request.form.get("password", "")
     if not email or not password:
-        return _page(flow_id, error=t("missing_fields"), email=email, status=400)
-    user = authenticate(email, password)
-    if user is None:
-        return _page(flow_id, error=t("bad_credentials"), email=email, status=401)
+        return _page(flow_id, error=t("missing_fields"), email=email, next_url=next_url,
+                     status=400)
+    result = password_sign_in(email, password)
+    if result.user is None:
+        return _refused(result, flow_id, email, next_url)
+    user = result.user
 
-    user.last_login_at = now()
-    db.session.commit()
-    response = redirect(url_for("login.done"))
+    response = redirect(next_url or url_for("login.done"))
     sessions.start(response, user_id=user.id, amr=["pwd"], acr=flows.ACR_PASSWORD)
     if flow is None:
         return response
     flow.login_done = True
     flows.save(flow)
-    result = flows.dispatch(flow)
+    result_response = flows.dispatch(flow)
     for value in response.headers.getlist("Set-Cookie"):
-        result.headers.add("Set-Cookie", value)
-    return result
+        result_response.headers.add("Set-Cookie", value)
+    return result_response
 
 
 @bp.get("/")

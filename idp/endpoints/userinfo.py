@@ -69,7 +69,9 @@ def userinfo() -> Response:
     scopes = at.scope.split()
     if "openid" not in scopes:
         return _challenge(403, "insufficient_scope", "the openid scope is required")
-    user = active_user(at.user_id)
+    # Disabled, cut off (cancelled contract, ended trial) or revoked by an epoch bump
+    # (password reset): the token is no longer valid although it has not expired.
+    user = active_user(at.user_id, at.epoch)
     client = client_cache().get(at.client_id)
     if user is None or client is None:
         return _challenge(401, "invalid_token", "the access token is no longer valid")

@@ -18,6 +18,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from .. import contracts
 from ..clock import now
 from ..db import db
 from ..keys import ALGS
@@ -60,9 +61,12 @@ def issue_code(code: str, record: dict[str, Any]) -> None:
     tokens.store().put(_CODE + sha256_hex(code), record, cfg.code_ttl)
 
 
-def active_user(user_id: str | None) -> User | None:
+def active_user(user_id: str | None, epoch: int | None = None) -> User | None:
+    """The user while they may use tokens: active, their contract usable (not cancelled,
+    not an ended trial) and, given the ``epoch`` a token was issued under, not revoked
+    since (``contracts.revoke_user_access``)."""
     user = db.session.get(User, user_id) if user_id else None
-    return user if user is not None and user.status == "active" else None
+    return user if contracts.user_usable(user, epoch=epoch) else None
 
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
@@ -91,7 +95,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         """Already gone: ``query_authorization_code`` took it atomically."""
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
-        return active_user(authorization_code.user_id)
+        return active_user(authorization_code.user_id, authorization_code.grant.get("epoch"))
 
     def save_authorization_code(self, code, request):  # pragma: no cover - not used
         raise NotImplementedError("codes are issued by idp.flow, not by Authlib")
@@ -105,11 +109,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return tokens.claim_refresh_token(refresh_token)
 
     def authenticate_user(self, refresh_token) -> User | None:
-        user = active_user(refresh_token.user_id)
+        user = active_user(refresh_token.user_id, (refresh_token.grant or {}).get("epoch"))
         if user is None:
             # Authlib would answer invalid_request; the grant is what is no longer valid
-            # (RFC 6749 §5.2), as for a code whose user is gone.
-            raise InvalidGrantError("the user of this refresh token is not active")
+            # (RFC 6749 §5.2), as for a code whose user is gone or cut off.
+            raise InvalidGrantError("the user of this refresh token may no longer use it")
         return user
 
     def revoke_old_credential(self, refresh_token) -> None:

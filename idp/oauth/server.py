@@ -11,6 +11,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import Response, current_app
 
+from .. import contracts
 from ..clock import now
 from ..db import db
 from ..models import Client, RefreshToken, User
@@ -71,6 +72,7 @@ class Server(AuthorizationServer):
             exp=issued + token["expires_in"],
             sid=grant.get("sid"),
             userinfo_claims=(grant.get("claims") or {}).get("userinfo") or {},
+            epoch=user.session_epoch if user is not None else None,
         )
         refresh = token.get("refresh_token")
         if refresh:
@@ -166,6 +168,14 @@ class Revocation(RevocationEndpoint):
         return status, body, list(headers) + _NO_STORE
 
 
+def _user_may_use(token: tokens.AccessToken | RefreshToken) -> bool:
+    """A disabled or cut-off user's tokens (cancelled contract, ended trial, revoked epoch)
+    are not active, though they have not expired."""
+    epoch = token.epoch if isinstance(token, tokens.AccessToken) else (
+        (token.grant or {}).get("epoch"))
+    return contracts.user_usable(db.session.get(User, token.user_id), epoch=epoch)
+
+
 class Introspection(IntrospectionEndpoint):
     """RFC 7662 for authenticated clients: their own tokens, or any if registered as a
     resource server (``introspection: true`` in the client's metadata)."""
@@ -176,7 +186,10 @@ class Introspection(IntrospectionEndpoint):
         _check_token_param(request)
 
     def query_token(self, token_string, token_type_hint):
-        return _query_token(token_string, token_type_hint)
+        token = _query_token(token_string, token_type_hint)
+        if token is not None and token.user_id is not None and not _user_may_use(token):
+            return None  # answered {"active": false} (RFC 7662 §2.2)
+        return token
 
     def check_permission(self, token, client: Client, request) -> bool:
         return token.client_id == client.client_id or bool(client.meta.get("introspection"))

@@ -38,13 +38,16 @@ class AccessToken:
     family: str | None = None
     #: Claims requested for userinfo through the ``claims`` parameter.
     userinfo_claims: dict[str, Any] = field(default_factory=dict)
+    #: The user's ``session_epoch`` at issue: a bump (``contracts.revoke_user_access``)
+    #: voids the token although the store cannot list a user's tokens.
+    epoch: int | None = None
     token_type_hint = "access_token"
 
     def record(self) -> dict[str, Any]:
         return {
             "client_id": self.client_id, "user_id": self.user_id, "scope": self.scope,
             "iat": self.iat, "exp": self.exp, "sid": self.sid, "family": self.family,
-            "userinfo_claims": self.userinfo_claims,
+            "userinfo_claims": self.userinfo_claims, "epoch": self.epoch,
         }
 
     def check_client(self, client) -> bool:

@@ -2,24 +2,32 @@
 
 The owner asks from the settings menu, an admin for another user from the admin console.
 Email change and login-method change cannot be under way at once (manual: finish the
-email change first).
+email change first). Confirming (``confirm``) sets the new address, a new password for
+password users, resets 2-step enrolment and ends every session and token of the user.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import hmac
+from dataclasses import dataclass
 
-from . import audit, tickets
-from .accounts import AccountError, normalise_email, valid_email
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from . import audit, contracts, tickets, web
+from .accounts import AccountError, normalise_email, reset_two_step, set_password, valid_email
+from .clock import now
 from .db import db
-from .models import MailMessage, Ticket, User
+from .models import Contract, MailMessage, Ticket, User
 from .notify import mail
+from .oauth.tokens import revoke_access_tokens
+from .passwords import PolicyViolation
+from .passwords import check as check_password_policy
+from .passwords import normalise as normalise_password
 from .web import brand_url, settings
 
 
 def live_ticket(user: User, kind: str) -> Ticket | None:
-    from .clock import now
-
     return db.session.scalar(
         select(Ticket).where(Ticket.user_id == user.id, Ticket.kind == kind,
                              Ticket.used_at.is_(None), Ticket.voided_at.is_(None),
@@ -51,3 +59,77 @@ def request(user: User, new_email: str, *, actor: User, lang: str) -> MailMessag
     audit.record("email_change.requested", actor=audit.actor_of(actor), target=f"user:{user.id}",
                  contract_id=user.contract_id, new_email=address)
     return message
+
+
+# -- confirmation (the link in the mail to the new address) ----------------------------
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An email change waiting for its confirmation page."""
+
+    ticket: Ticket
+    user: User
+    new_email: str
+    #: Password users set their password again on the confirmation page (manual).
+    needs_password: bool
+
+
+def pending(token: str | None) -> Pending:
+    """The change a link stands for; raises ``TicketError`` or ``AccountError``."""
+    ticket = tickets.peek(token, "email_change")
+    user = tickets.user_of(ticket)
+    if user.brand != web.brand().id:
+        # Links are mailed on the user's own brand host; another brand never knew it.
+        raise tickets.TicketError("unknown")
+    if user.status != "active" or not contracts.usable(db.session.get(Contract,
+                                                                      user.contract_id)):
+        raise AccountError("email_change_unavailable")
+    new_email = normalise_email(ticket.data.get("new_email") or ticket.email)
+    return Pending(ticket, user, new_email, user.login_method == "password")
+
+
+def _taken(user: User, address: str) -> bool:
+    return db.session.scalar(select(User.id).where(User.brand == user.brand,
+                                                   User.email == address,
+                                                   User.id != user.id)) is not None
+
+
+def confirm(token: str | None, *, password: str = "", confirmation: str = "") -> Pending:
+    """Validate everything, then use the ticket and change the address; commits.
+
+    Nothing is consumed while any check fails (the user corrects the form and the link
+    still works). Raises ``TicketError``, ``AccountError`` or ``PolicyViolation``.
+    """
+    change = pending(token)
+    user = change.user
+    if change.needs_password:
+        if not hmac.compare_digest(normalise_password(password).encode(),
+                                   normalise_password(confirmation).encode()):
+            raise PolicyViolation("password_mismatch")
+        check_password_policy(password, email=change.new_email)
+    if _taken(user, change.new_email):
+        raise AccountError("email_taken")
+    tickets.use(token, "email_change")
+    old_email = user.email
+    user.email = change.new_email
+    user.email_verified = True
+    user.updated_at = now()
+    if change.needs_password:
+        set_password(user, password)
+    reset_two_step(user)
+    tickets.void_sent_to(user, old_email)
+    digests = contracts.access_token_digests([user.id])
+    contracts.revoke_user_access([user.id])
+    audit.record("email.changed", actor=audit.actor_of(user), target=f"user:{user.id}",
+                 contract_id=user.contract_id, old=old_email, new=change.new_email,
+                 requested_by=change.ticket.issued_by)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Someone registered the address between the check and the commit: the unique
+        # index decides, the whole change (ticket use included) is rolled back.
+        db.session.rollback()
+        raise AccountError("email_taken") from None
+    revoke_access_tokens(*digests)
+    return change

@@ -1,17 +1,258 @@
-"""The settings menu (認証・契約情報変更メニュー) with its own sign-in (SPEC §2)."""
+"""The settings menu (認証・契約情報変更メニュー): its own sign-in, the menu, personal items.
+
+SPEC §2: the menu shows exactly what ``idp.contracts.menu`` allows; every item page checks
+``contracts.allowed`` again on GET and POST (``settings_access.requires``). Contract items
+live in ``contract_settings.py``.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort
+from typing import Any
+
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+
+from .. import audit, contracts, settings_session
+from .. import email_change as email_changes
+from ..accounts import AccountError, normalise_email, reset_two_step, set_password
+from ..db import db
+from ..i18n import MESSAGES, t
+from ..models import Contract
+from ..notify import mail
+from ..oauth.tokens import revoke_access_tokens
+from ..passwords import PolicyViolation
+from ..passwords import normalise as normalise_password
+from ..security import verify_password
+from ..settings_access import Caller, may_enter, requires
+from ..signin import password_sign_in
+from ..web import brand, language
+from .contract_settings import ENDPOINTS as CONTRACT_ENDPOINTS
+from .contract_settings import local_time
 
 bp = Blueprint("settings_menu", __name__)
 
+#: The manual's three groups, in its order: (title key, lead key, items).
+GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("settings_group_credentials", "settings_group_credentials_lead",
+     ("login_method", "email_change", "password_change")),
+    ("settings_group_setup", "settings_group_setup_lead",
+     ("access_route", "two_step", "active_directory")),
+    ("settings_group_contract", "settings_group_contract_lead",
+     ("contract_details", "plan_change", "cancellation")),
+)
+ENDPOINTS: dict[str, str] = {
+    "login_method": "settings_menu.login_method",
+    "email_change": "settings_menu.email_change",
+    "password_change": "settings_menu.password_change",
+    **CONTRACT_ENDPOINTS,
+}
+#: Wrong current passwords on the password page before the settings session ends: the
+#: session proves a password was typed, it must not become a guessing oracle.
+MAX_WRONG_CURRENT = 5
+
+
+def _page(template: str, status: int = 200, **context: Any) -> Response:
+    return Response(render_template(template, **context), status=status)
+
+
+def _upstream(*, owner: bool) -> list[str]:
+    # The owner can never choose AD (SPEC §3); connectors come in a later issue.
+    return [c for c in brand().connectors if not (owner and c == "active_directory")]
+
+
+# -- sign-in and sign-out -----------------------------------------------------------------
+
+
+def _login_page(*, error: str | None = None, email: str = "", status: int = 200,
+                notice: str | None = None) -> Response:
+    return _page("settings/login.html", status, error=error, email=email, notice=notice,
+                 connectors=list(brand().connectors))
+
+
+def _ended_page(message: str, status: int) -> Response:
+    return _page("settings/ended.html", status, message=message)
+
 
 @bp.route("/settings/login", methods=["GET", "POST"])
-def login():
-    abort(404)  # placeholder until this surface is built
+def login() -> Response:
+    if request.method == "GET":
+        notice = t("settings_signed_out") if request.args.get("signed_out") == "1" else None
+        return _login_page(notice=notice)
+
+    email = request.form.get("email", "")
+    password = request.form.get("password", "")
+    if not email or not password:
+        return _login_page(error=t("missing_fields"), email=email, status=400)
+    # The owner of a trial that ended within the plan-change window is let in here, and
+    # only here: the settings menu is where the plan is changed (SPEC §2).
+    result = password_sign_in(email, password, admit_ended_trial_owner=True)
+    user = result.user
+    if user is not None and result.error is None:
+        if may_enter(user, db.session.get(Contract, user.contract_id)):
+            audit.record("settings.signed_in", actor=audit.actor_of(user),
+                         target=f"user:{user.id}", contract_id=user.contract_id)
+            db.session.commit()
+            response = redirect(url_for(".menu"))
+            settings_session.start(response, user)
+            return response
+        return _ended_page(t("settings_ended"), 403)
+    db.session.commit()
+    key = result.error if result.error in MESSAGES else "bad_credentials"
+    status = result.status if result.status >= 400 else 401
+    if result.contract_state is not None:
+        # Only someone who typed the right password learns that the contract has ended.
+        return _ended_page(t(key), status)
+    response = _login_page(error=t(key), email=email, status=status)
+    if result.retry_after:
+        response.headers["Retry-After"] = str(result.retry_after)
+    return response
 
 
-@bp.route("/settings", methods=["GET", "POST"])
-def menu():
-    abort(404)  # placeholder until this surface is built
+@bp.post("/settings/logout")
+def logout() -> Response:
+    response = redirect(url_for(".login", signed_out="1"))
+    settings_session.end(response)
+    return response
+
+
+# -- the menu -------------------------------------------------------------------------
+
+
+@bp.get("/settings")
+@requires(None)
+def menu(who: Caller) -> Response:
+    allowed = set(contracts.menu(who.user, who.contract))
+    groups = [(title, lead, [(item, ENDPOINTS[item]) for item in items if item in allowed])
+              for title, lead, items in GROUPS]
+    trial_ended = contracts.state(who.contract) == "trial_ended"
+    return _page("settings/menu.html", groups=[g for g in groups if g[2]], user=who.user,
+                 trial_ended=trial_ended,
+                 trial_ends_at=local_time(who.contract.trial_ends_at) if trial_ended else "")
+
+
+# -- password change ------------------------------------------------------------------
+
+
+def _revoke_and_commit(user_id: str) -> None:
+    """End every other session and token of the user, commit, then drop access tokens."""
+    digests = contracts.access_token_digests([user_id])
+    contracts.revoke_user_access([user_id])
+    db.session.commit()
+    revoke_access_tokens(*digests)
+
+
+@bp.route("/settings/password", methods=["GET", "POST"])
+@requires("password_change")
+def password_change(who: Caller) -> Response:
+    if request.method == "GET":
+        return _page("settings/password.html")
+
+    def error(key: str) -> Response:
+        return _page("settings/password.html", 400, error=t(key))
+
+    current = request.form.get("current_password", "")
+    new = request.form.get("new_password", "")
+    confirmation = request.form.get("new_password_confirmation", "")
+    if not current or not new or not confirmation:
+        return error("settings_fill_all")
+    if not verify_password(current, who.user.password_hash):
+        store = current_app.extensions["idp.store"]
+        if store.incr(who.session.key + ":wrong", settings_session.IDLE) >= MAX_WRONG_CURRENT:
+            response = _login_page(error=t("settings_too_many_wrong"), status=401)
+            settings_session.end(response)
+            return response
+        return error("settings_current_password_wrong")
+    if normalise_password(new) != normalise_password(confirmation):
+        return error("password_mismatch")
+    if normalise_password(new) == normalise_password(current):
+        return error("settings_password_unchanged")
+    try:
+        set_password(who.user, new)
+    except PolicyViolation as exc:
+        return error(exc.key)
+    audit.record("password.changed", actor=audit.actor_of(who.user),
+                 target=f"user:{who.user.id}", contract_id=who.user.contract_id,
+                 via="settings_menu")
+    # A changed password ends the user's other sessions and tokens (a thief's too);
+    # this browser gets a fresh settings session under the new epoch.
+    _revoke_and_commit(who.user.id)
+    response = _page("settings/done.html", title=t("settings_password_done_title"),
+                     message=t("settings_password_done"), back_to_menu=True)
+    settings_session.start(response, who.user)
+    return response
+
+
+# -- email change (the owner's own; admins send it for others from the console) ---------
+
+
+@bp.route("/settings/email", methods=["GET", "POST"])
+@requires("email_change")
+def email_change(who: Caller) -> Response:
+    if request.method == "GET":
+        return _page("settings/email.html", current=who.user.email)
+    new = request.form.get("new_email", "")
+    confirmation = request.form.get("new_email_confirmation", "")
+
+    def error(key: str) -> Response:
+        return _page("settings/email.html", 400, current=who.user.email, error=t(key),
+                     new_email=new, new_email_confirmation=confirmation)
+
+    if not new or not confirmation:
+        return error("settings_fill_all")
+    if normalise_email(new) != normalise_email(confirmation):
+        return error("settings_email_mismatch")
+    try:
+        message = email_changes.request(who.user, new, actor=who.user, lang=language())
+    except AccountError as exc:
+        db.session.rollback()
+        key = str(exc)
+        return error(key if key in MESSAGES else "email_invalid")
+    db.session.commit()
+    delivered = mail.deliver(message)
+    return _page("settings/email_sent.html", address=message.to, delayed=not delivered)
+
+
+# -- login method (the owner's own; others get a link from the admin console) -----------
+
+
+@bp.route("/settings/login-method", methods=["GET", "POST"])
+@requires("login_method")
+def login_method(who: Caller) -> Response:
+    upstream = _upstream(owner=who.user.role == "owner")
+
+    label = f"settings_connector_{who.user.login_method}"
+
+    def page(status: int = 200, error: str | None = None) -> Response:
+        return _page("settings/login_method.html", status, user=who.user, upstream=upstream,
+                     method_label=t(label) if label in MESSAGES else who.user.login_method,
+                     error=error)
+
+    if request.method == "GET":
+        return page()
+    method = request.form.get("method", "")
+    if method != "password":
+        # Upstream accounts are linked through their connector (a later issue); AD never
+        # for the owner. Nothing here can link an account without its connector.
+        return page(409 if method in upstream else 400, t("settings_method_not_available"))
+    password = request.form.get("password", "")
+    confirmation = request.form.get("password_confirmation", "")
+    if not password or not confirmation:
+        return page(400, t("settings_fill_all"))
+    if normalise_password(password) != normalise_password(confirmation):
+        return page(400, t("password_mismatch"))
+    user = who.user
+    try:
+        set_password(user, password)
+    except PolicyViolation as exc:
+        return page(400, t(exc.key))
+    old = user.login_method
+    user.login_method = "password"
+    # The manual's way for the owner to reset 2-step enrolment is this very page (5.2).
+    reset_two_step(user)
+    audit.record("login_method.changed", actor=audit.actor_of(user), target=f"user:{user.id}",
+                 contract_id=user.contract_id, old=old, new="password", via="settings_menu")
+    _revoke_and_commit(user.id)
+    # Manual: after the change the login page is shown; sign in with the new method.
+    response = _page("settings/done.html", title=t("settings_method_done_title"),
+                     message=t("settings_method_done"), back_to_login=True)
+    settings_session.end(response)
+    return response

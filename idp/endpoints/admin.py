@@ -1,12 +1,221 @@
-"""Contract console for owners and admins: users, invitations, mails (SPEC §10)."""
+"""Contract console for owners and admins: users, invitations, mails (SPEC §10, users).
+
+Signed in with the provider's browser session; every request re-reads the caller and
+checks role and contract, so a demotion, a disabled account or an ended contract takes
+effect at once. Targets are looked up within the caller's contract only (404 otherwise).
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from .. import contracts, email_change, invitations, user_admin
+from .. import login_method_change as method_change
+from .. import session as sessions
+from ..accounts import AccountError, normalise_email, valid_email
+from ..db import db
+from ..i18n import t
+from ..models import MailMessage, User
+from ..notify import mail
+from ..oauth.tokens import revoke_access_tokens
+from ..web import language
 
 bp = Blueprint("admin", __name__)
 
+ADMIN_ROLES = ("owner", "admin")
 
-@bp.route("/admin/users", methods=["GET", "POST"])
-def users():
-    abort(404)  # placeholder until this surface is built
+
+@bp.before_request
+def _require_admin() -> Response | None:
+    # The store is read here, before any ORM write of the request (SQLite lock rule).
+    session = sessions.current()
+    caller = db.session.get(User, session.user_id) if session else None
+    epoch = getattr(session, "epoch", None)
+    if caller is None or (epoch is not None and epoch != caller.session_epoch):
+        # Not signed in, or signed in before a revocation: sign in (again) and come back
+        # (to the page itself; after a refused POST, to the list, as a POST is not replayed).
+        back = request.full_path.rstrip("?") if request.method == "GET" else url_for(
+            "admin.users")
+        return redirect(url_for("login.login", next=back))
+    if caller.role not in ADMIN_ROLES or not contracts.user_usable(caller, epoch=epoch):
+        abort(403)
+    g.admin = caller
+    return None
+
+
+def _caller() -> User:
+    return g.admin
+
+
+def _target(user_id: str) -> User:
+    target = user_admin.find(_caller(), user_id)
+    if target is None:
+        abort(404)
+    return target
+
+
+def _delivered(message: MailMessage, done: str) -> None:
+    """After the commit: send now, and say so, or say it is delayed (it is retried)."""
+    if mail.deliver(message):
+        flash(done, "info")
+    else:
+        flash(t("mail_delayed"), "error")
+
+
+def _detail(target: User, *, error: str | None = None, email: str | None = None,
+            status: int = 200) -> Response:
+    pending_email = email_change.live_ticket(target, "email_change")
+    pending_method = email_change.live_ticket(target, method_change.KIND)
+    body = render_template(
+        "admin/user.html", caller=_caller(), target=target, error=error,
+        email=target.email if email is None else email,
+        method=method_change.method_name(target.login_method),
+        pending_email=pending_email.email if pending_email else None,
+        pending_method=pending_method is not None, roles=user_admin.ASSIGNABLE_ROLES,
+    )
+    return Response(body, status=status)
+
+
+def _back(target: User) -> Response:
+    return redirect(url_for("admin.user", user_id=target.id))
+
+
+@bp.get("/admin")
+def home() -> Response:
+    return redirect(url_for("admin.users"))
+
+
+@bp.get("/admin/users")
+def users() -> Response:
+    query = request.args.get("q", "")
+    try:
+        page = int(request.args.get("page", "1"))
+    except ValueError:
+        page = 1
+    result = user_admin.search(_caller(), query, page)
+    return Response(render_template("admin/users.html", caller=_caller(), query=query.strip(),
+                                    result=result))
+
+
+@bp.route("/admin/users/invite", methods=["GET", "POST"])
+def invite() -> Response:
+    form = {"name": request.form.get("name", ""), "email": request.form.get("email", ""),
+            "role": request.form.get("role", "user"),
+            "lang": request.form.get("lang", language())}
+    if request.method == "GET":
+        return Response(render_template("admin/invite.html", form=form, error=None))
+    try:
+        invited = invitations.invite(_caller(), name=form["name"], email=form["email"],
+                                     role=form["role"], lang=form["lang"])
+        db.session.commit()
+    except AccountError as exc:
+        db.session.rollback()
+        return Response(render_template("admin/invite.html", form=form, error=t(str(exc))),
+                        status=400)
+    key = "admin_invitation_resent" if invited.resent else "admin_invited"
+    _delivered(invited.message, t(key, email=invited.user.email))
+    return _back(invited.user)
+
+
+@bp.get("/admin/users/<user_id>")
+def user(user_id: str) -> Response:
+    return _detail(_target(user_id))
+
+
+@bp.post("/admin/users/<user_id>/resend")
+def resend(user_id: str) -> Response:
+    target = _target(user_id)
+    try:
+        message = invitations.resend(_caller(), target)
+        db.session.commit()
+    except AccountError as exc:
+        db.session.rollback()
+        return _detail(target, error=t(str(exc)), status=400)
+    _delivered(message, t("admin_invitation_resent", email=target.email))
+    return _back(target)
+
+
+@bp.post("/admin/users/<user_id>/role")
+def role(user_id: str) -> Response:
+    target = _target(user_id)
+    try:
+        digests = user_admin.change_role(_caller(), target, request.form.get("role", ""))
+    except AccountError as exc:
+        db.session.rollback()
+        return _detail(target, error=t(str(exc)), status=400)
+    revoke_access_tokens(*digests)
+    flash(t("admin_role_changed"), "info")
+    return _back(target)
+
+
+@bp.post("/admin/users/<user_id>/disable")
+def disable(user_id: str) -> Response:
+    target = _target(user_id)
+    try:
+        digests = user_admin.disable(_caller(), target)
+    except AccountError as exc:
+        db.session.rollback()
+        return _detail(target, error=t(str(exc)), status=400)
+    revoke_access_tokens(*digests)
+    flash(t("admin_disabled"), "info")
+    return _back(target)
+
+
+@bp.post("/admin/users/<user_id>/enable")
+def enable(user_id: str) -> Response:
+    target = _target(user_id)
+    try:
+        user_admin.enable(_caller(), target)
+    except AccountError as exc:
+        db.session.rollback()
+        return _detail(target, error=t(str(exc)), status=400)
+    flash(t("admin_enabled"), "info")
+    return _back(target)
+
+
+@bp.post("/admin/users/<user_id>/email")
+def email(user_id: str) -> Response:
+    """The manual's email-change form: a changed address gets an email-change link, an
+    unchanged one a login-method-change link. A confirmation page comes first."""
+    target = _target(user_id)
+    typed = request.form.get("email", "")
+    if target.role == "owner":
+        return _detail(target, error=t("admin_owner_uses_settings"), email=typed, status=403)
+    if target.status != "active":
+        return _detail(target, error=t("admin_not_active"), email=typed, status=400)
+    address = normalise_email(typed)
+    changed = address != target.email
+    if changed and not valid_email(address):
+        return _detail(target, error=t("admin_email_invalid"), email=typed, status=400)
+    conflicting = method_change.KIND if changed else "email_change"
+    if email_change.live_ticket(target, conflicting) is not None:
+        key = ("email_change_while_method_change" if changed
+               else "admin_method_change_while_email_change")
+        return _detail(target, error=t(key), email=typed, status=400)
+    if request.form.get("confirmed") != "yes":
+        return Response(render_template("admin/confirm_email.html", target=target,
+                                        address=address, changed=changed))
+    try:
+        method_change.lock_user(target)
+        if changed:
+            message = email_change.request(target, address, actor=_caller(),
+                                           lang=target.locale)
+        else:
+            message = method_change.request(target, actor=_caller(), lang=target.locale)
+        db.session.commit()
+    except AccountError as exc:
+        db.session.rollback()
+        return _detail(target, error=t(str(exc)), email=typed, status=400)
+    done = "admin_email_change_sent" if changed else "admin_method_change_sent"
+    _delivered(message, t(done, email=address))
+    return _back(target)

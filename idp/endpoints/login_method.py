@@ -1,12 +1,67 @@
-"""Login-method change by the link an admin sent (SPEC §6)."""
+"""Login-method change by the link an admin sent (SPEC §6; manual 2.2 (1)).
+
+GET shows the current method and the choices and changes nothing (mail scanners prefetch
+links); the password form's POST validates everything, then uses the ticket.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort
+import hmac
+
+from flask import Blueprint, Response, render_template, request
+
+from .. import login_method_change as changes
+from ..accounts import AccountError
+from ..i18n import t
+from ..models import Contract, User
+from ..oauth.tokens import revoke_access_tokens
+from ..passwords import PolicyViolation
+from ..passwords import check as check_password_policy
+from ..tickets import TicketError
+from ..web import brand
 
 bp = Blueprint("login_method", __name__)
 
 
+def _problem(message: str, status: int = 400) -> Response:
+    return Response(render_template("login_method/error.html", message=message),
+                    status=status)
+
+
+def _page(token: str, user: User, contract: Contract, *, error: str | None = None,
+          status: int = 200) -> Response:
+    upstream = [c for c in brand().connectors if c != "active_directory"]
+    body = render_template("login_method/change.html", token=token, user=user,
+                           current=changes.method_name(user.login_method), upstream=upstream,
+                           ad=changes.ad_available(user, contract), error=error)
+    return Response(body, status=status)
+
+
 @bp.route("/login-method", methods=["GET", "POST"])
-def change():
-    abort(404)  # placeholder until this surface is built
+def change() -> Response:
+    token = request.values.get("ticket", "")
+    try:
+        _, user, contract = changes.open_ticket(token, brand_id=brand().id)
+    except TicketError as exc:
+        return _problem(t(f"ticket_{exc.reason}"))
+    except AccountError as exc:
+        return _problem(t(str(exc)), 403)
+    if request.method == "GET":
+        return _page(token, user, contract)
+
+    password = request.form.get("password", "")
+    confirmation = request.form.get("password_confirm", "")
+    try:
+        if not hmac.compare_digest(password.encode("utf-8"), confirmation.encode("utf-8")):
+            raise PolicyViolation("password_mismatch")
+        check_password_policy(password, email=user.email)
+    except PolicyViolation as exc:
+        # Checked before the ticket is touched: a refused password leaves the link usable.
+        return _page(token, user, contract, error=t(exc.key), status=400)
+    try:
+        digests = changes.change_to_password(token, user, password)
+    except TicketError as exc:
+        return _problem(t(f"ticket_{exc.reason}"))
+    # After the commit: on SQLite the store must not wait for the ORM's write lock.
+    revoke_access_tokens(*digests)
+    return Response(render_template("login_method/done.html"))

@@ -1,0 +1,120 @@
+"""What owners and admins do to the users of their contract (SPEC §10, users part).
+
+Every lookup takes the caller's contract: a user of another contract is simply not found,
+so no page or action can reach across tenants whatever id is typed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, or_, select
+
+from . import audit, contracts, tickets
+from .accounts import AccountError
+from .clock import now
+from .db import db
+from .models import User
+
+PAGE_SIZE = 20
+#: Roles the console can give or take; the owner's role is fixed.
+ASSIGNABLE_ROLES = ("admin", "user")
+_MAX_QUERY = 200
+_MAX_ID = 64
+
+
+@dataclass(frozen=True)
+class Page:
+    users: list[User]
+    total: int
+    page: int
+    pages: int
+
+
+def find(caller: User, user_id: str) -> User | None:
+    """The user ``user_id`` if it belongs to the caller's contract, else None."""
+    if not user_id or len(user_id) > _MAX_ID:
+        return None
+    return db.session.scalar(select(User).where(User.id == user_id,
+                                                User.contract_id == caller.contract_id))
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search(caller: User, query: str, page: int) -> Page:
+    """Users of the caller's contract whose email or name contains ``query``."""
+    where = [User.contract_id == caller.contract_id]
+    query = query.strip()[:_MAX_QUERY]
+    if query:
+        pattern = _like(query)
+        where.append(or_(User.email.ilike(pattern, escape="\\"),
+                         User.name.ilike(pattern, escape="\\")))
+    total = db.session.scalar(select(func.count()).select_from(User).where(*where)) or 0
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(max(page, 1), pages)
+    users = list(db.session.scalars(
+        select(User).where(*where).order_by(User.created_at, User.email)
+        .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+    ))
+    return Page(users, total, page, pages)
+
+
+def _not_owner_nor_self(caller: User, target: User) -> None:
+    if target.role == "owner":
+        raise AccountError("admin_owner_fixed")
+    if target.id == caller.id:
+        raise AccountError("admin_not_yourself")
+
+
+def change_role(caller: User, target: User, role: str) -> list[str]:
+    """Make ``target`` an admin or a user; returns access-token digests to delete after
+    the commit (a demoted admin signs in again, so no token keeps the old role)."""
+    if role not in ASSIGNABLE_ROLES:
+        raise AccountError("admin_role_invalid")
+    _not_owner_nor_self(caller, target)
+    previous = target.role
+    if previous == role:
+        return []
+    target.role = role
+    target.updated_at = now()
+    digests: list[str] = []
+    if previous == "admin":
+        contracts.revoke_user_access([target.id])
+        digests = contracts.access_token_digests([target.id])
+    audit.record("user.role_changed", actor=audit.actor_of(caller), target=f"user:{target.id}",
+                 contract_id=target.contract_id, previous=previous, role=role)
+    db.session.commit()
+    return digests
+
+
+def disable(caller: User, target: User) -> list[str]:
+    """Disable ``target`` and cut off every session, token and mailed link it has.
+
+    Returns the access-token digests to delete from the store after the commit.
+    """
+    _not_owner_nor_self(caller, target)
+    if target.status != "active":
+        raise AccountError("admin_not_active")
+    target.status = "disabled"
+    target.updated_at = now()
+    tickets.void(target)
+    contracts.revoke_user_access([target.id])
+    digests = contracts.access_token_digests([target.id])
+    audit.record("user.disabled", actor=audit.actor_of(caller), target=f"user:{target.id}",
+                 contract_id=target.contract_id)
+    db.session.commit()
+    return digests
+
+
+def enable(caller: User, target: User) -> None:
+    _not_owner_nor_self(caller, target)
+    if target.status != "disabled":
+        raise AccountError("admin_not_disabled")
+    target.status = "active"
+    target.updated_at = now()
+    audit.record("user.enabled", actor=audit.actor_of(caller), target=f"user:{target.id}",
+                 contract_id=target.contract_id)
+    db.session.commit()

@@ -190,8 +190,7 @@ def cancel(contract: Contract, *, actor: User) -> list[str] | None:
     if result.rowcount != 1:
         return None
     user_ids = contracts.contract_user_ids(contract)
-    digests = contracts.access_token_digests(user_ids)
-    contracts.revoke_user_access(user_ids)
+    digests = contracts.revoke_user_access(user_ids)
     # Links already mailed (invitations, resets, ...) must not revive a cancelled contract.
     db.session.execute(
         update(Ticket)

@@ -83,16 +83,21 @@ def user_usable(user: User | None, *, epoch: int | None = None) -> bool:
     return usable(db.session.get(Contract, user.contract_id))
 
 
-def revoke_user_access(user_ids: list[str]) -> None:
+def revoke_user_access(user_ids: list[str]) -> list[str]:
     """Void every session, refresh token and access token of these users.
 
     Sessions and access tokens live in the ephemeral store and cannot be listed per user,
-    so bumping ``session_epoch`` voids them where they are checked; refresh tokens (and
-    the access tokens issued with them) are revoked outright. Adds to the caller's
-    transaction.
+    so bumping ``session_epoch`` voids them where they are checked; refresh tokens are
+    revoked outright. Adds to the caller's transaction and returns the digests of the
+    access tokens issued with refresh tokens: the caller deletes them from the store with
+    ``idp.oauth.tokens.revoke_access_tokens`` after committing (on SQLite the store must
+    not write while the ORM holds the write lock).
     """
     if not user_ids:
-        return
+        return []
+    digests = [d for d in db.session.scalars(
+        select(RefreshToken.access_token_hash).where(RefreshToken.user_id.in_(user_ids))
+    ) if d]
     t = now()
     db.session.execute(update(User).where(User.id.in_(user_ids))
                        .values(session_epoch=User.session_epoch + 1)
@@ -102,14 +107,7 @@ def revoke_user_access(user_ids: list[str]) -> None:
         .where(RefreshToken.user_id.in_(user_ids), RefreshToken.revoked_at.is_(None))
         .values(revoked_at=t)
     )
-
-
-def access_token_digests(user_ids: list[str]) -> list[str]:
-    """Access tokens issued alongside refresh tokens: the store keys the caller deletes
-    after committing (SQLite: never write the store while the ORM holds the write lock)."""
-    return [d for d in db.session.scalars(
-        select(RefreshToken.access_token_hash).where(RefreshToken.user_id.in_(user_ids))
-    ) if d]
+    return digests
 
 
 def contract_user_ids(contract: Contract) -> list[str]:

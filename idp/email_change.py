@@ -8,7 +8,6 @@ password users, resets 2-step enrolment and ends every session and token of the 
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -21,9 +20,7 @@ from .db import db
 from .models import Contract, MailMessage, Ticket, User
 from .notify import mail
 from .oauth.tokens import revoke_access_tokens
-from .passwords import PolicyViolation
-from .passwords import check as check_password_policy
-from .passwords import normalise as normalise_password
+from .passwords import check_new as check_new_password
 from .web import brand_url, settings
 
 
@@ -104,10 +101,7 @@ def confirm(token: str | None, *, password: str = "", confirmation: str = "") ->
     change = pending(token)
     user = change.user
     if change.needs_password:
-        if not hmac.compare_digest(normalise_password(password).encode(),
-                                   normalise_password(confirmation).encode()):
-            raise PolicyViolation("password_mismatch")
-        check_password_policy(password, email=change.new_email)
+        check_new_password(password, confirmation, email=change.new_email)
     if _taken(user, change.new_email):
         raise AccountError("email_taken")
     tickets.use(token, "email_change")
@@ -119,8 +113,7 @@ def confirm(token: str | None, *, password: str = "", confirmation: str = "") ->
         set_password(user, password)
     reset_two_step(user)
     tickets.void_sent_to(user, old_email)
-    digests = contracts.access_token_digests([user.id])
-    contracts.revoke_user_access([user.id])
+    digests = contracts.revoke_user_access([user.id])
     audit.record("email.changed", actor=audit.actor_of(user), target=f"user:{user.id}",
                  contract_id=user.contract_id, old=old_email, new=change.new_email,
                  requested_by=change.ticket.issued_by)

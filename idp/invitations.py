@@ -21,7 +21,7 @@ from .db import db
 from .models import Contract, MailMessage, Ticket, User
 from .models.user import LANGUAGES
 from .notify import mail
-from .passwords import check as check_password_policy
+from .passwords import check_new as check_new_password
 from .security import hash_password, random_token, sha256_hex
 from .web import brand_url, settings
 
@@ -149,11 +149,7 @@ def _stage_key(ticket: Ticket) -> str:
 def stage_password(ticket: Ticket, user: User, password: str, confirmation: str) -> str:
     """Check the password and keep its hash until confirmed; returns the nonce for the
     confirmation form. Raises ``PolicyViolation`` (its key names the problem)."""
-    from .passwords import PolicyViolation
-
-    if not hmac.compare_digest(password.encode("utf-8"), confirmation.encode("utf-8")):
-        raise PolicyViolation("password_mismatch")
-    password = check_password_policy(password, email=user.email)
+    password = check_new_password(password, confirmation, email=user.email)
     nonce = random_token(16)
     # Only reads happened in this request so far: the store may write (SQLite lock rule).
     _store().put(_stage_key(ticket), {"hash": hash_password(password), "nonce": nonce,

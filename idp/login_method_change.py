@@ -94,8 +94,7 @@ def change_to_password(token: str, user: User, password: str) -> list[str]:
         user.failed_logins = 0
         user.locked_at = None
         accounts.reset_two_step(user)
-        contracts.revoke_user_access([user.id])
-        digests = contracts.access_token_digests([user.id])
+        digests = contracts.revoke_user_access([user.id])
         audit.record("login_method.changed", actor=f"user:{user.id}",
                      target=f"user:{user.id}", contract_id=user.contract_id,
                      previous=previous, login_method="password")

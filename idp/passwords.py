@@ -62,3 +62,11 @@ def check(password: str, *, email: str = "") -> str:
     if lowered in common_passwords():
         raise PolicyViolation("password_common")
     return password
+
+
+def check_new(password: str, confirmation: str, *, email: str = "") -> str:
+    """A new password typed twice (every form that sets one): the normalised password if
+    both match and it meets the policy; else ``PolicyViolation``."""
+    if normalise(password) != normalise(confirmation):
+        raise PolicyViolation("password_mismatch")
+    return check(password, email=email)

@@ -82,8 +82,7 @@ def change_role(caller: User, target: User, role: str) -> list[str]:
     target.updated_at = now()
     digests: list[str] = []
     if previous == "admin":
-        contracts.revoke_user_access([target.id])
-        digests = contracts.access_token_digests([target.id])
+        digests = contracts.revoke_user_access([target.id])
     audit.record("user.role_changed", actor=audit.actor_of(caller), target=f"user:{target.id}",
                  contract_id=target.contract_id, previous=previous, role=role)
     db.session.commit()
@@ -101,8 +100,7 @@ def disable(caller: User, target: User) -> list[str]:
     target.status = "disabled"
     target.updated_at = now()
     tickets.void(target)
-    contracts.revoke_user_access([target.id])
-    digests = contracts.access_token_digests([target.id])
+    digests = contracts.revoke_user_access([target.id])
     audit.record("user.disabled", actor=audit.actor_of(caller), target=f"user:{target.id}",
                  contract_id=target.contract_id)
     db.session.commit()

@@ -6,8 +6,6 @@ links); the password form's POST validates everything, then uses the ticket.
 
 from __future__ import annotations
 
-import hmac
-
 from flask import Blueprint, Response, render_template, request
 
 from .. import login_method_change as changes
@@ -16,7 +14,7 @@ from ..i18n import t
 from ..models import Contract, User
 from ..oauth.tokens import revoke_access_tokens
 from ..passwords import PolicyViolation
-from ..passwords import check as check_password_policy
+from ..passwords import check_new as check_new_password
 from ..tickets import TicketError
 from ..web import brand
 
@@ -52,9 +50,7 @@ def change() -> Response:
     password = request.form.get("password", "")
     confirmation = request.form.get("password_confirm", "")
     try:
-        if not hmac.compare_digest(password.encode("utf-8"), confirmation.encode("utf-8")):
-            raise PolicyViolation("password_mismatch")
-        check_password_policy(password, email=user.email)
+        check_new_password(password, confirmation, email=user.email)
     except PolicyViolation as exc:
         # Checked before the ticket is touched: a refused password leaves the link usable.
         return _page(token, user, contract, error=t(exc.key), status=400)

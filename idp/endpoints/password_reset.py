@@ -116,8 +116,7 @@ def reset() -> Response:
     accounts.reset_two_step(user)
     tickets.void(user, "unlock")
     # Whoever knew the old password is signed out everywhere.
-    digests = contracts.access_token_digests([user.id])
-    contracts.revoke_user_access([user.id])
+    digests = contracts.revoke_user_access([user.id])
     audit.record("password.reset", actor=audit.actor_of(user), target=f"user:{user.id}",
                  contract_id=user.contract_id)
     db.session.commit()

@@ -134,8 +134,7 @@ def menu(who: Caller) -> Response:
 
 def _revoke_and_commit(user_id: str) -> None:
     """End every other session and token of the user, commit, then drop access tokens."""
-    digests = contracts.access_token_digests([user_id])
-    contracts.revoke_user_access([user_id])
+    digests = contracts.revoke_user_access([user_id])
     db.session.commit()
     revoke_access_tokens(*digests)
 

@@ -14,6 +14,7 @@ from idp.accounts import create_contract
 from idp.db import db
 from idp.models import AuditEvent, Contract, User
 from tests.helpers import PASSWORD, Factory, csrf_from
+from tests.signin_helpers import update_contract, update_user  # noqa: F401 (re-exported)
 
 WORK = "http://work.localhost:5000"
 CODEC = "http://localhost"
@@ -114,17 +115,3 @@ def audit_actions(app: Flask, contract_id: str) -> list[tuple[str, str, dict[str
                 .order_by(AuditEvent.id)]
 
 
-def update_contract(app: Flask, contract_id: str, **values: Any) -> None:
-    with app.app_context():
-        row = db.session.get(Contract, contract_id)
-        for key, value in values.items():
-            setattr(row, key, value)
-        db.session.commit()
-
-
-def update_user(app: Flask, user_id: str, **values: Any) -> None:
-    with app.app_context():
-        row = db.session.get(User, user_id)
-        for key, value in values.items():
-            setattr(row, key, value)
-        db.session.commit()

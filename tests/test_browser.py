@@ -58,7 +58,7 @@ def test_an_invited_user_registers_and_signs_in_in_a_japanese_browser(
         assert "hanako@example.com" in driver.page_source
         assert "英大文字、英小文字、数字、記号から3種類以上" in driver.page_source
         screenshot(driver, "invitation-04-registration")
-        _fill(driver, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD)
+        _fill(driver, password=NEW_PASSWORD, password_confirmation=NEW_PASSWORD)
         _submit(driver, "password")
         screenshot(driver, "invitation-05-confirmation")
         driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()

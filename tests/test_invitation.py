@@ -82,7 +82,7 @@ def submit_password(http, mail, page, *, password: str = NEW_PASSWORD,
     return http.post("/invitation", base_url="http://" + mail.host, headers=headers_for(lang),
                      data={"csrf_token": csrf_from(html), "ticket": hidden(html, "ticket"),
                            "password": password,
-                           "password_confirm": password if confirmation is None
+                           "password_confirmation": password if confirmation is None
                            else confirmation})
 
 

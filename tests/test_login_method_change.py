@@ -88,7 +88,7 @@ def set_password(http, mail, page, *, password: str = NEW_PASSWORD,
     return http.post("/login-method", base_url="http://" + mail.host, headers=headers_for(lang),
                      data={"csrf_token": csrf_from(html), "ticket": hidden(html, "ticket"),
                            "password": password,
-                           "password_confirm": password if confirmation is None
+                           "password_confirmation": password if confirmation is None
                            else confirmation})
 
 
@@ -245,7 +245,7 @@ def test_two_concurrent_submissions_change_once(app, console, member, mailbox):
 
     def post(http, html: str, password: str) -> None:
         data = {"csrf_token": csrf_from(html), "ticket": hidden(html, "ticket"),
-                "password": password, "password_confirm": password}
+                "password": password, "password_confirmation": password}
         barrier.wait()
         results.append(http.post("/login-method", base_url="http://" + mail.host,
                                  data=data).status_code)

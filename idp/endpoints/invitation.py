@@ -50,7 +50,7 @@ def register() -> Response:
         return _form(token, user, contract)
     try:
         nonce = invitations.stage_password(ticket, user, request.form.get("password", ""),
-                                           request.form.get("password_confirm", ""))
+                                           request.form.get("password_confirmation", ""))
     except PolicyViolation as exc:
         return _form(token, user, contract, error=t(exc.key), status=400)
     return Response(render_template("invitation/confirm.html", token=token, user=user,

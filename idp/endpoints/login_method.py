@@ -48,7 +48,7 @@ def change() -> Response:
         return _page(token, user, contract)
 
     password = request.form.get("password", "")
-    confirmation = request.form.get("password_confirm", "")
+    confirmation = request.form.get("password_confirmation", "")
     try:
         check_new_password(password, confirmation, email=user.email)
     except PolicyViolation as exc:

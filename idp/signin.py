@@ -150,9 +150,10 @@ def _failed(user: User | None, reason: str, *, device: str | None, address: str,
                  target=f"user:{user.id}" if user else "",
                  contract_id=user.contract_id if user else None, **details)
     db.session.commit()
-    if message is not None and not mail.deliver(message):
-        # Kept queued and retried; the page must not differ, so nothing is shown.
-        current_app.logger.warning("unlock mail to user %s delayed", user.id if user else "")
+    if message is not None:
+        # Beside the response: the tenth failure must not take longer for a real account
+        # than for an unknown one. A failed delivery stays queued and is retried.
+        mail.deliver_in_background(message)
     return SignInResult(None, FAILED, 401)
 
 

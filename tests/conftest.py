@@ -109,9 +109,11 @@ def mailbox(smtp_server):
     """The messages the SMTP server received during this test."""
     _, box = smtp_server
     box.clear()
-    box.fail = False
+    box.fail, box.hold = False, None
     yield box
-    box.fail = False
+    if box.hold is not None:
+        box.hold.set()
+    box.fail, box.hold = False, None
 
 
 @pytest.fixture
@@ -148,6 +150,9 @@ def app(settings):
         # Each test gets its own Redis key prefix, so runs never see each other's state.
         app.extensions["idp.store"].prefix = f"idptest:{uuid.uuid4().hex}:"
     yield app
+    from tests.mail import settle
+
+    settle()  # no mail delivery may outlive the test's database
     with app.app_context():
         from idp.db import db
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import threading
@@ -39,12 +40,22 @@ class Mail:
         return urlsplit(self.links[0]).netloc
 
 
+def settle(timeout: float = 10.0) -> None:
+    """Wait for mails being delivered beside a response (``deliver_in_background``), so
+    what a test reads next is what the request caused."""
+    for thread in threading.enumerate():
+        if thread.name == "mail-delivery":
+            thread.join(timeout)
+
+
 @dataclass
 class Mailbox:
     """Everything the SMTP server accepted, in order. ``fail`` makes it refuse mail."""
 
     messages: list[Mail] = field(default_factory=list)
     fail: bool = False
+    #: While set, the server holds every message until the event is set (a slow server).
+    hold: threading.Event | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -54,6 +65,8 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        while self.hold is not None and not self.hold.is_set():
+            await asyncio.sleep(0.01)
         msg = message_from_bytes(envelope.content, policy=policy.default)
         body = msg.get_body(preferencelist=("plain",))
         text = body.get_content() if body is not None else ""
@@ -63,6 +76,7 @@ class Mailbox:
         return "250 Message accepted for delivery"
 
     def to(self, address: str) -> list[Mail]:
+        settle()
         return [m for m in self.messages if m.to == address]
 
     def last(self, address: str) -> Mail:

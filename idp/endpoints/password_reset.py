@@ -52,9 +52,9 @@ def forgot() -> Response:
                             error=t("forgot_email_required"), status=400)
     message = _send_reset_mail(typed)
     if message is not None:
-        # The page must not differ for a registered address, so a slow mail server shows
-        # nothing here: the message stays queued and is retried.
-        mail.deliver(message)
+        # The page must not differ for a registered address, neither in what it says nor
+        # in how long it takes: delivered beside the response, retried if it fails.
+        mail.deliver_in_background(message)
     return Response(render_template("password/forgot.html", sent=True, email=typed))
 
 

@@ -230,6 +230,30 @@ def deliver(*messages: MailMessage, catch_up: int = 5) -> bool:
     return ok
 
 
+def deliver_in_background(*messages: MailMessage) -> threading.Thread:
+    """Deliver after the caller's commit without making the request wait for it.
+
+    For mails whose page must look the same whether or not they were sent (forgot
+    password, the lock at the tenth wrong password): delivered in the request, the SMTP
+    round trip would tell an observer by the response time that the account exists.
+    The thread has its own application context and database session; a failure leaves
+    the message queued for the retries, as ``deliver`` does.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    ids = [m.id for m in messages]
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                deliver(*[db.session.get(MailMessage, i) for i in ids])
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=run, name="mail-delivery", daemon=True)
+    thread.start()
+    return thread
+
+
 def _due(t: int, limit: int, after: int) -> list[int]:
     return list(db.session.scalars(
         select(MailMessage.id)

@@ -11,7 +11,7 @@ import hmac
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from . import audit, contracts, tickets
@@ -113,6 +113,23 @@ def resend(actor: User, user: User) -> MailMessage:
     audit.record("user.invitation_resent", actor=audit.actor_of(actor),
                  target=f"user:{user.id}", contract_id=user.contract_id, email=user.email)
     return message
+
+
+def cancel(actor: User, user: User) -> None:
+    """Withdraw an invitation not yet completed; the caller commits.
+
+    The invited user row goes, and with it (ON DELETE CASCADE) its link; the address is
+    free to be invited again. One conditional DELETE: if the invitee completed the
+    registration a moment earlier, the row is active and nothing is deleted.
+    """
+    result = db.session.execute(
+        delete(User).where(User.id == user.id, User.status == "invited")
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise AccountError("admin_not_invited")
+    audit.record("user.invitation_cancelled", actor=audit.actor_of(actor),
+                 target=f"user:{user.id}", contract_id=user.contract_id, email=user.email)
 
 
 def _send(actor: User, user: User) -> MailMessage:

@@ -153,6 +153,7 @@ ACTIONS = [
     ("POST", "/disable", {}),
     ("POST", "/enable", {}),
     ("POST", "/resend", {}),
+    ("POST", "/cancel", {}),
     ("POST", "/email", {"email": "new-address@example.com"}),
     ("POST", "/email", {"email": "new-address@example.com", "confirmed": "yes"}),
     ("POST", "/email", {"email": "stranger@example.com", "confirmed": "yes"}),
@@ -160,8 +161,8 @@ ACTIONS = [
 
 
 @pytest.mark.parametrize(("method", "suffix", "data"), ACTIONS,
-                         ids=["detail", "role", "disable", "enable", "resend", "email-form",
-                              "email-change", "method-change"])
+                         ids=["detail", "role", "disable", "enable", "resend", "cancel",
+                              "email-form", "email-change", "method-change"])
 def test_a_user_of_another_contract_is_not_found_by_any_page_or_action(
         app, console, stranger, mailbox, method, suffix, data):
     path = f"/admin/users/{stranger.id}{suffix}"
@@ -338,6 +339,27 @@ def test_the_resend_button_sends_a_new_link(app, console, mailbox):
     assert response.status_code == 302
     assert len(mailbox.to("late@example.com")) == 2
     assert "user.invitation_resent" in audit_actions(app, f"user:{user.id}")
+
+
+def test_cancelling_an_invitation_voids_its_link_and_frees_the_address(
+        app, client, console, mailbox):
+    invite(console, email="changed-mind@example.com")
+    link = mailbox.last("changed-mind@example.com").link
+    user = fetch(app, User, email="changed-mind@example.com")
+    response = submit(console, f"/admin/users/{user.id}", f"/admin/users/{user.id}/cancel")
+    assert response.status_code == 302
+    assert fetch(app, User, email="changed-mind@example.com") is None
+    assert "user.invitation_cancelled" in audit_actions(app, f"user:{user.id}")
+    opened = client.get(link, base_url=CODEC)
+    assert "このURLは無効です" in text_of(opened)
+    assert invite(console, email="changed-mind@example.com").status_code == 302
+    assert len(mailbox.to("changed-mind@example.com")) == 2
+
+
+def test_a_registered_user_cannot_be_uninvited(app, console, member):
+    response = submit(console, f"/admin/users/{member.id}", f"/admin/users/{member.id}/cancel")
+    assert response.status_code == 400
+    assert fetch(app, User, email=member.email).status == "active"
 
 
 def test_a_registered_user_gets_no_invitation_resent(app, console, member, mailbox):

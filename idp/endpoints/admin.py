@@ -145,6 +145,19 @@ def resend(user_id: str) -> Response:
     return _back(target)
 
 
+@bp.post("/admin/users/<user_id>/cancel")
+def cancel_invitation(user_id: str) -> Response:
+    target = _target(user_id)
+    try:
+        invitations.cancel(_caller(), target)
+        db.session.commit()
+    except AccountError as exc:
+        db.session.rollback()
+        return _detail(target, error=t(str(exc)), status=400)
+    flash(t("admin_invitation_cancelled", email=target.email), "info")
+    return redirect(url_for("admin.users"))
+
+
 @bp.post("/admin/users/<user_id>/role")
 def role(user_id: str) -> Response:
     target = _target(user_id)

@@ -23,7 +23,7 @@ from .models.user import LANGUAGES
 from .notify import mail
 from .passwords import check_new as check_new_password
 from .security import hash_password, random_token, sha256_hex
-from .web import brand_url, settings
+from .web import brand_url, language, settings
 
 #: Roles an owner or admin may give (a contract has exactly one owner).
 INVITABLE_ROLES = ("admin", "user")
@@ -196,6 +196,7 @@ def complete(token: str, user: User, password_hash: str) -> User:
         user.password_hash = password_hash
         user.login_method = "password"
         user.status = "active"
+        user.locale = language()  # the language the invitee registered in
         user.password_changed_at = t
         user.updated_at = t
         audit.record("user.registered", actor=f"user:{user.id}", target=f"user:{user.id}",

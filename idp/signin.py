@@ -24,7 +24,7 @@ from .models import Contract, MailMessage, User
 from .notify import mail
 from .ratelimit import Limit
 from .security import hash_password, needs_rehash, verify_password
-from .web import brand, client_address
+from .web import brand, client_address, language
 
 #: The answer to every failed sign-in, whatever the reason (no user enumeration).
 FAILED = "signin_failed"
@@ -175,6 +175,8 @@ def _succeeded(user: User, password: str, *, device: str | None,
     if user.password_hash and needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     user.last_login_at = now()
+    # Mails nobody asks for in a browser (the lock notice) go in the language last used.
+    user.locale = language()
     audit.record("signin.success", actor=audit.actor_of(user), target=f"user:{user.id}",
                  contract_id=user.contract_id, method="password",
                  known_browser=device is not None)

@@ -52,6 +52,15 @@ def test_ten_wrong_passwords_lock_the_account_and_mail_an_unlock_link(
     assert "user.locked" in actions
 
 
+def test_the_lock_mail_speaks_the_language_the_user_last_signed_in_with(
+        app, client, factory, mailbox):
+    user = factory.user(email="english@example.com")  # created in Japanese
+    assert signed_in(login(client, user.email, lang="en"))
+    stranger = app.test_client()  # an attacker's browser, in Japanese
+    fail(stranger, user.email, 10)
+    assert mailbox.last(user.email).subject == "【Codec Storage】Your account has been locked"
+
+
 def test_the_eleventh_attempt_with_the_right_password_is_refused_like_a_wrong_one(
         app, client, factory, mailbox):
     user = factory.user(email="eleven@example.com")

@@ -25,7 +25,7 @@ def _page(template: str, status: int = 200, **context: Any) -> Response:
 
 def _refused(key: str) -> Response:
     db.session.rollback()
-    return _page("email_change/refused.html", 400,
+    return _page("link_problem.html", 400, title=t("email_change_confirm_title"),
                  message=t(key if key in MESSAGES else "ticket_unknown"))
 
 

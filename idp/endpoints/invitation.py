@@ -21,7 +21,8 @@ bp = Blueprint("invitation", __name__)
 
 
 def _problem(message: str, status: int = 400) -> Response:
-    return Response(render_template("invitation/error.html", message=message), status=status)
+    return Response(render_template("link_problem.html", title=t("invitation_title"),
+                                    message=message), status=status)
 
 
 def _connectors(contract: Contract) -> list[str]:

@@ -22,8 +22,8 @@ bp = Blueprint("login_method", __name__)
 
 
 def _problem(message: str, status: int = 400) -> Response:
-    return Response(render_template("login_method/error.html", message=message),
-                    status=status)
+    return Response(render_template("link_problem.html", title=t("login_method_title"),
+                                    message=message), status=status)
 
 
 def _page(token: str, user: User, contract: Contract, *, error: str | None = None,

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, render_template, request
 
 from .. import audit, lockout, tickets
 from ..db import db
+from ..i18n import t
 from ..models import Ticket, User
 from ..tickets import TicketError
 from ..web import brand
@@ -22,8 +23,8 @@ KIND = "unlock"
 def link_error(exc: TicketError) -> Response:
     """The page for a link that cannot be used, in the reader's language."""
     status = 404 if exc.reason == "unknown" else 410
-    return Response(render_template("password/link_error.html", reason=exc.reason),
-                    status=status)
+    return Response(render_template("link_problem.html", title=t("signin_link_error_title"),
+                                    message=t(f"ticket_{exc.reason}")), status=status)
 
 
 def ticket_of_this_brand(token: str | None, kind: str) -> tuple[Ticket, User]:

@@ -74,11 +74,7 @@ class Pending:
 
 def pending(token: str | None) -> Pending:
     """The change a link stands for; raises ``TicketError`` or ``AccountError``."""
-    ticket = tickets.peek(token, "email_change")
-    user = tickets.user_of(ticket)
-    if user.brand != web.brand().id:
-        # Links are mailed on the user's own brand host; another brand never knew it.
-        raise tickets.TicketError("unknown")
+    ticket, user = tickets.open_link(token, "email_change", brand_id=web.brand().id)
     if user.status != "active" or not contracts.usable(db.session.get(Contract,
                                                                       user.contract_id)):
         raise AccountError("email_change_unavailable")

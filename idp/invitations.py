@@ -145,11 +145,7 @@ def _send(actor: User, user: User) -> MailMessage:
 
 def open_ticket(token: str | None, *, brand_id: str) -> tuple[Ticket, User, Contract]:
     """The live invitation for ``token`` on this brand's host; raises ``TicketError``."""
-    ticket = tickets.peek(token, "invitation")
-    user = tickets.user_of(ticket)
-    if user.brand != brand_id:
-        # A link only works on the host of the brand that sent it.
-        raise tickets.TicketError("unknown")
+    ticket, user = tickets.open_link(token, "invitation", brand_id=brand_id)
     if user.status != "invited":
         raise tickets.TicketError("used")
     contract = db.session.get(Contract, user.contract_id)

@@ -55,11 +55,7 @@ def request(user: User, *, actor: User, lang: str) -> MailMessage:
 
 def open_ticket(token: str | None, *, brand_id: str) -> tuple[Ticket, User, Contract]:
     """The live ticket, its user and contract; raises ``TicketError`` or ``AccountError``."""
-    ticket = tickets.peek(token, KIND)
-    user = tickets.user_of(ticket)
-    if user.brand != brand_id:
-        # A link only works on the host of the brand that sent it.
-        raise tickets.TicketError("unknown")
+    ticket, user = tickets.open_link(token, KIND, brand_id=brand_id)
     contract = db.session.get(Contract, user.contract_id)
     if user.status != "active" or contract is None or not contracts.usable(contract):
         raise AccountError("login_method_unavailable")

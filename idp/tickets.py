@@ -102,6 +102,19 @@ def peek(token: str | None, kind: str) -> Ticket:
     return ticket
 
 
+def open_link(token: str | None, kind: str, *, brand_id: str) -> tuple[Ticket, User]:
+    """The live ticket a mailed link carries, and its user, without using it.
+
+    A link works only on the host of the brand that mailed it: opened on another brand's
+    host it is unknown, as if that brand had never heard of it.
+    """
+    ticket = peek(token, kind)
+    user = user_of(ticket)
+    if user.brand != brand_id:
+        raise TicketError("unknown")
+    return ticket, user
+
+
 def use(token: str | None, kind: str) -> Ticket:
     """Mark the ticket used, in the caller's transaction; exactly one concurrent use wins.
 

@@ -25,7 +25,7 @@ from ..passwords import normalise as normalise_password
 from ..ratelimit import Limit
 from ..tickets import TicketError
 from ..web import brand, brand_url, client_address, language
-from .unlock import link_error, ticket_of_this_brand
+from .unlock import link_error
 
 bp = Blueprint("password_reset", __name__)
 
@@ -93,7 +93,7 @@ def _send_reset_mail(email: str) -> MailMessage | None:
 def reset() -> Response:
     token = request.values.get("ticket")
     try:
-        _, user = ticket_of_this_brand(token, KIND)
+        _, user = tickets.open_link(token, KIND, brand_id=brand().id)
         if not _may_reset(user):
             raise TicketError("unknown")
     except TicketError as exc:

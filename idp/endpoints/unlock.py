@@ -11,7 +11,6 @@ from flask import Blueprint, Response, render_template, request
 from .. import audit, lockout, tickets
 from ..db import db
 from ..i18n import t
-from ..models import Ticket, User
 from ..tickets import TicketError
 from ..web import brand
 
@@ -27,20 +26,11 @@ def link_error(exc: TicketError) -> Response:
                                     message=t(f"ticket_{exc.reason}")), status=status)
 
 
-def ticket_of_this_brand(token: str | None, kind: str) -> tuple[Ticket, User]:
-    """The live ticket and its user; a link opened on another brand's host is unknown."""
-    ticket = tickets.peek(token, kind)
-    user = tickets.user_of(ticket)
-    if user.brand != brand().id:
-        raise TicketError("unknown")
-    return ticket, user
-
-
 @bp.route("/account/unlock", methods=["GET", "POST"])
 def unlock() -> Response:
     token = request.values.get("ticket")
     try:
-        _, user = ticket_of_this_brand(token, KIND)
+        _, user = tickets.open_link(token, KIND, brand_id=brand().id)
     except TicketError as exc:
         return link_error(exc)
     if request.method == "GET":

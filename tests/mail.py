@@ -43,9 +43,9 @@ class Mail:
 def settle(timeout: float = 10.0) -> None:
     """Wait for mails being delivered beside a response (``deliver_in_background``), so
     what a test reads next is what the request caused."""
-    for thread in threading.enumerate():
-        if thread.name == "mail-delivery":
-            thread.join(timeout)
+    from idp.notify.mail import background
+
+    background.settle(timeout)
 
 
 @dataclass

@@ -9,11 +9,15 @@ can carry ticket links, so they are sealed at rest and dropped once delivered.
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
+from queue import Full, Queue
+from typing import Any
 
 from flask import current_app, render_template
 from sqlalchemy import func, or_, select, update
@@ -230,28 +234,72 @@ def deliver(*messages: MailMessage, catch_up: int = 5) -> bool:
     return ok
 
 
-def deliver_in_background(*messages: MailMessage) -> threading.Thread:
+class _Background:
+    """One delivery thread per process, fed by a queue, for ``deliver_in_background``.
+
+    One thread, not one per request: a flood of forgot-password requests against a slow
+    mail server queues message ids here instead of piling up threads each stuck in an
+    SMTP timeout. Mails go out in the order they were queued. The thread is started on
+    first use in each process (granian and gunicorn workers are forked after import).
+    """
+
+    def __init__(self, maxsize: int = 1000) -> None:
+        self.queue: Queue[tuple[Any, list[int]]] = Queue(maxsize)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def submit(self, app: Any, ids: list[int]) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="mail-delivery",
+                                                daemon=True)
+                self._thread.start()
+        try:
+            self.queue.put_nowait((app, ids))
+        except Full:
+            # Still queued in the database: ``idp mail deliver`` sends it.
+            app.logger.warning("mail: background queue full, %s left to the worker", ids)
+
+    def _run(self) -> None:
+        while True:
+            app, ids = self.queue.get()
+            try:
+                with app.app_context():
+                    try:
+                        deliver(*[m for m in (db.session.get(MailMessage, i) for i in ids)
+                                  if m is not None])
+                    finally:
+                        db.session.remove()
+            except Exception:  # the thread must outlive any one message
+                app.logger.exception("mail: background delivery of %s failed", ids)
+            finally:
+                self.queue.task_done()
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until every submitted delivery has been attempted; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+
+background = _Background()
+
+
+def deliver_in_background(*messages: MailMessage) -> None:
     """Deliver after the caller's commit without making the request wait for it.
 
     For mails whose page must look the same whether or not they were sent (forgot
     password, the lock at the tenth wrong password): delivered in the request, the SMTP
     round trip would tell an observer by the response time that the account exists.
-    The thread has its own application context and database session; a failure leaves
-    the message queued for the retries, as ``deliver`` does.
+    A failure leaves the message queued for the retries, as ``deliver`` does.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    ids = [m.id for m in messages]
-
-    def run() -> None:
-        with app.app_context():
-            try:
-                deliver(*[db.session.get(MailMessage, i) for i in ids])
-            finally:
-                db.session.remove()
-
-    thread = threading.Thread(target=run, name="mail-delivery", daemon=True)
-    thread.start()
-    return thread
+    background.submit(app, [m.id for m in messages])
 
 
 def _due(t: int, limit: int, after: int) -> list[int]:

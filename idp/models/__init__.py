@@ -6,6 +6,7 @@ from .consent import Consent
 from .contract import Contract
 from .kv import KeyValue
 from .mail import MailMessage
+from .mfa import Factor, RecoveryCode, RememberedBrowser, UsedTotpStep
 from .ticket import Ticket
 from .token import RefreshToken
 from .user import User
@@ -15,10 +16,14 @@ __all__ = [
     "Client",
     "Consent",
     "Contract",
+    "Factor",
     "InitialAccessToken",
     "KeyValue",
     "MailMessage",
+    "RecoveryCode",
     "RefreshToken",
+    "RememberedBrowser",
     "Ticket",
+    "UsedTotpStep",
     "User",
 ]

@@ -53,7 +53,8 @@ def reset_two_step(user: User) -> None:
 
 
 def create_contract(*, brand: str, plan: str, owner_email: str, owner_password: str | None,
-                    name: str = "", owner_name: str = "") -> tuple[Contract, User]:
+                    name: str = "", owner_name: str = "",
+                    two_step: bool = True) -> tuple[Contract, User]:
     from flask import current_app
 
     if brand not in current_app.extensions["idp.settings"].brands:
@@ -62,6 +63,7 @@ def create_contract(*, brand: str, plan: str, owner_email: str, owner_password: 
         raise AccountError(f"plan must be one of {', '.join(PLANS)}")
     t = now()
     contract = Contract(brand=brand, plan=plan, name=name, created_at=t,
+                        two_step_enabled=two_step,
                         trial_ends_at=t + TRIAL_DAYS * 86400 if plan == "trial" else None)
     try:
         db.session.add(contract)

@@ -454,20 +454,22 @@ def contract() -> None:
               help="Omit to leave the owner without a password (invitation mail).")
 @click.option("--owner-name", default="", help="The owner's display name.")
 @click.option("--name", default="", help="Contract (company) name.")
+@click.option("--two-step", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="Contract-wide 2-step verification for password users (SPEC §8).")
 @in_app
 def contract_create(brand: str, plan: str, owner_email: str, owner_password: str | None,
-                    owner_name: str, name: str) -> None:
+                    owner_name: str, name: str, two_step: str) -> None:
     """Create a contract and its owner."""
     created, owner = create_contract(brand=brand, plan=plan, owner_email=owner_email,
                                      owner_password=owner_password, name=name,
-                                     owner_name=owner_name)
+                                     owner_name=owner_name, two_step=two_step == "on")
     audit("contract.create", created.id, contract_id=created.id, brand=brand, plan=plan,
-          name=name, owner=owner.id, owner_email=owner.email)
+          name=name, owner=owner.id, owner_email=owner.email, two_step=two_step)
     click.echo(f"contract: {created.id}")
     click.echo(f"owner:    {owner.id} ({owner.email})")
     if owner_password is None:
         click.echo("The owner has no password yet and cannot sign in until one is set "
-                   "(by invitation mail).")
+                   "(with \"Forgot your password?\" on the login page).")
 
 
 @cli.group()

@@ -412,6 +412,16 @@ def test_contract_create_without_a_password_says_the_owner_cannot_sign_in_yet(ap
         assert db.session.scalars(select(User)).one().password_hash is None
 
 
+@pytest.mark.parametrize(("option", "enabled"), [((), True), (("--two-step", "on"), True),
+                                                 (("--two-step", "off"), False)],
+                         ids=["default-on", "on", "off"])
+def test_contract_create_sets_the_contract_wide_two_step_setting(app, env, option, enabled):
+    idp("contract", "create", "--brand", "codec", "--plan", "basic",
+        "--owner-email", "boss@example.com", *option, env=env)
+    with app.app_context():
+        assert db.session.scalars(select(Contract)).one().two_step_enabled is enabled
+
+
 def test_contract_create_refuses_an_unknown_brand(app, env):
     result = idp("contract", "create", "--brand", "nope", "--plan", "basic",
                  "--owner-email", "a@example.com", env=env, status=2)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import html as html_lib
 import re
-import threading
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from idp.models import AuditEvent, Contract, MailMessage, Ticket, User
+from tests.concurrency import race
 from tests.console_helpers import (
     HOSTS,
     audit_actions,
@@ -310,20 +310,12 @@ def test_two_concurrent_invitations_of_one_address_make_one_user(app, owner, adm
         http = app.test_client()
         sign_in(http, email=who.email)
         browsers.append((http, csrf(http)))
-    barrier = threading.Barrier(2)
-    results: list[int] = []
-
-    def post(http, token: str) -> None:
-        barrier.wait()
-        results.append(http.post("/admin/users/invite", base_url=CODEC, data={
+    def post(http, token: str):
+        return http.post("/admin/users/invite", base_url=CODEC, data={
             "csrf_token": token, "name": "同時 さん", "email": "race@example.com",
-            "role": "user", "lang": "ja"}).status_code)
+            "role": "user", "lang": "ja"})
 
-    threads = [threading.Thread(target=post, args=pair) for pair in browsers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = [r.status_code for r in race(*[lambda p=p: post(*p) for p in browsers])]
     assert results == [302, 302]
     assert len(fetch_all(app, User, email="race@example.com")) == 1
     user = fetch(app, User, email="race@example.com")

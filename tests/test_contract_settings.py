@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
 
 from idp.db import db
 from idp.models import Contract
+from tests.concurrency import race
 from tests.helpers import csrf_from, refresh, tokens_for
 from tests.helpers import sign_in as oidc_sign_in
 from tests.settings_helpers import (
@@ -371,20 +371,9 @@ def test_two_plan_changes_at_once_are_one_change(app, factory, trial):
     for browser in browsers:
         signed_in(browser, trial.owner.email)
         tokens.append(csrf_from(browser.get("/settings/plan").get_data(as_text=True)))
-    barrier = threading.Barrier(2)
-    results: list[int] = []
-
-    def change(browser, token):
-        barrier.wait()
-        results.append(browser.post("/settings/plan", data={"csrf_token": token,
-                                                            "step": "confirm"}).status_code)
-
-    threads = [threading.Thread(target=change, args=pair) for pair in zip(browsers, tokens,
-                                                                          strict=True)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = [r.status_code for r in race(*[
+        lambda b=b, t=t: b.post("/settings/plan", data={"csrf_token": t, "step": "confirm"})
+        for b, t in zip(browsers, tokens, strict=True)])]
     assert sorted(results)[0] == 200
     assert actions(app, trial.contract_id).count("contract.plan_changed") == 1
 
@@ -454,20 +443,10 @@ def test_two_cancellations_at_once_cancel_once(app, basic):
     for browser in browsers:
         signed_in(browser, basic.owner.email)
         tokens.append(csrf_from(browser.get("/settings/cancel").get_data(as_text=True)))
-    barrier = threading.Barrier(2)
-    results: list[int] = []
-
-    def cancel(browser, token):
-        barrier.wait()
-        results.append(browser.post("/settings/cancel", data={
-            "csrf_token": token, "acknowledged": "yes"}).status_code)
-
-    threads = [threading.Thread(target=cancel, args=pair) for pair in zip(browsers, tokens,
-                                                                          strict=True)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = [r.status_code for r in race(*[
+        lambda b=b, t=t: b.post("/settings/cancel", data={"csrf_token": t,
+                                                          "acknowledged": "yes"})
+        for b, t in zip(browsers, tokens, strict=True)])]
     assert 200 in results
     assert actions(app, basic.contract_id).count("contract.cancelled") == 1
 

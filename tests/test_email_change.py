@@ -3,13 +3,13 @@ the confirmation page (メールアドレス変更確認) for password users and
 
 from __future__ import annotations
 
-import threading
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from idp.db import db
 from idp.models import User
+from tests.concurrency import race
 from tests.helpers import PASSWORD, csrf_from, refresh, tokens_for
 from tests.helpers import sign_in as oidc_sign_in
 from tests.settings_helpers import (
@@ -279,20 +279,9 @@ def test_two_confirmations_at_once_change_the_address_once(app, basic, mailbox):
         page = open_link(browser, mail)
         forms.append({"csrf_token": csrf_from(page.get_data(as_text=True)), "ticket": token,
                       "password": NEW_PASSWORD, "password_confirmation": NEW_PASSWORD})
-    barrier = threading.Barrier(2)
-    results: list[int] = []
-
-    def go(browser, form):
-        barrier.wait()
-        results.append(browser.post("/email/confirm", data=form,
-                                    base_url="http://" + mail.host).status_code)
-
-    threads = [threading.Thread(target=go, args=pair)
-               for pair in zip(browsers, forms, strict=True)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = [r.status_code for r in race(*[
+        lambda b=b, f=f: b.post("/email/confirm", data=f, base_url="http://" + mail.host)
+        for b, f in zip(browsers, forms, strict=True)])]
     assert sorted(results) == [200, 400]
     assert [a for a, _, _ in audit_actions(app, basic.contract_id)].count("email.changed") == 1
 

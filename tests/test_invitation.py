@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from idp.models import AuditEvent, Contract, MailMessage, Ticket, User
+from tests.concurrency import race
 from tests.console_helpers import (
     BRAND_NAMES,
     HOSTS,
@@ -260,22 +259,14 @@ def test_two_concurrent_confirmations_register_once(app, console, mailbox):
     # The second browser holds the same link and the same staged confirmation.
     other_page = open_link(second, mail).get_data(as_text=True)
     nonce = hidden(confirmation.get_data(as_text=True), "nonce")
-    barrier = threading.Barrier(2)
-    results: list[int] = []
-
-    def post(http, page_html: str) -> None:
+    def post(http, page_html: str):
         data = {"csrf_token": csrf_from(page_html), "ticket": hidden(page_html, "ticket"),
                 "nonce": nonce}
-        barrier.wait()
-        response = http.post("/invitation/confirm", base_url="http://" + mail.host, data=data)
-        results.append(response.status_code)
+        return http.post("/invitation/confirm", base_url="http://" + mail.host, data=data)
 
-    threads = [threading.Thread(target=post, args=(first, confirmation.get_data(as_text=True))),
-               threading.Thread(target=post, args=(second, other_page))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = [r.status_code for r in race(
+        lambda: post(first, confirmation.get_data(as_text=True)),
+        lambda: post(second, other_page))]
     assert sorted(results) == [200, 400]
     user = fetch(app, User, email=INVITEE)
     assert user.status == "active"

@@ -3,11 +3,10 @@ mailed link, sees the current method and sets a password."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from idp.models import AuditEvent, Contract, Ticket, User
+from tests.concurrency import race
 from tests.console_helpers import (
     BRAND_NAMES,
     HOSTS,
@@ -240,22 +239,14 @@ def test_two_concurrent_submissions_change_once(app, console, member, mailbox):
     mail = method_change_mail(console, mailbox, member)
     browsers = [app.test_client(), app.test_client()]
     pages = [open_link(b, mail).get_data(as_text=True) for b in browsers]
-    barrier = threading.Barrier(2)
-    results: list[int] = []
-
-    def post(http, html: str, password: str) -> None:
+    def post(http, html: str, password: str):
         data = {"csrf_token": csrf_from(html), "ticket": hidden(html, "ticket"),
                 "password": password, "password_confirmation": password}
-        barrier.wait()
-        results.append(http.post("/login-method", base_url="http://" + mail.host,
-                                 data=data).status_code)
+        return http.post("/login-method", base_url="http://" + mail.host, data=data)
 
-    threads = [threading.Thread(target=post, args=(browsers[0], pages[0], NEW_PASSWORD)),
-               threading.Thread(target=post, args=(browsers[1], pages[1], "Green-Lamp-77"))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = [r.status_code for r in race(
+        lambda: post(browsers[0], pages[0], NEW_PASSWORD),
+        lambda: post(browsers[1], pages[1], "Green-Lamp-77"))]
     assert sorted(results) == [200, 400]
     changed = [e for e in fetch_all(app, AuditEvent, target=f"user:{member.id}")
                if e.action == "login_method.changed"]

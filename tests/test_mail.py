@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from email import message_from_bytes, policy
 from email.utils import parseaddr
@@ -17,6 +16,7 @@ from idp.notify import MailError, mail
 from idp.notify.smtp import SMTPSender
 from idp.security import random_token
 from idp.web import brand_url
+from tests.concurrency import race
 from tests.mail_helpers import Recorder, make_tls_material, queue_one, row, smtp_server
 
 BRANDS = {"codec": {"ja": "コーデックストレージ", "en": "Codec Storage"},
@@ -364,20 +364,8 @@ class SlowSender:
 def test_two_concurrent_deliveries_of_one_message_send_it_once(app, mailbox):
     message_id = queue_one(app)
     app.extensions["idp.mail"] = SlowSender(app.extensions["idp.mail"])
-    barrier = threading.Barrier(2)
-    results: list[bool] = []
-
-    def deliver() -> None:
-        with app.app_context():
-            barrier.wait()
-            results.append(mail.deliver_one(message_id))
-            db.session.remove()
-
-    threads = [threading.Thread(target=deliver) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    results = race(lambda: mail.deliver_one(message_id), lambda: mail.deliver_one(message_id),
+                   app=app, timeout=30)
     assert len(mailbox.to("taro@example.com")) == 1
     assert sorted(results) == [False, True]  # the loser saw it in flight, not sent
     done = row(app, message_id)
@@ -389,20 +377,10 @@ def test_two_workers_draining_the_queue_at_once_send_every_mail_exactly_once(
     ids = [queue_one(app, to=f"user{i}@example.com") for i in range(8)]
     clock.advance(31)
     app.extensions["idp.mail"] = SlowSender(app.extensions["idp.mail"])
-    barrier = threading.Barrier(2)
-    totals: list[tuple[int, int]] = []
+    def worker() -> tuple[int, int]:
+        return mail.deliver_due(limit=None)
 
-    def worker() -> None:
-        with app.app_context():
-            barrier.wait()
-            totals.append(mail.deliver_due(limit=None))
-            db.session.remove()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    totals = race(worker, worker, app=app)
     assert sorted(m.to for m in mailbox.messages) == sorted(f"user{i}@example.com"
                                                             for i in range(8))
     assert all(row(app, i).status == "sent" for i in ids)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 
 import pytest
 from sqlalchemy import func, select
@@ -13,6 +12,7 @@ from idp.db import db
 from idp.mfa import recovery
 from idp.models import RecoveryCode, User
 from idp.security import sha256_hex
+from tests.concurrency import race
 
 
 @pytest.fixture
@@ -153,30 +153,12 @@ def test_two_concurrent_uses_of_one_code_exactly_one_wins(app, user):
     with app.app_context():
         code = issued(user)
         db.session.remove()
-    n = 2
-    barrier = threading.Barrier(n)
-    outcomes: list[str | None] = []
-    lock = threading.Lock()
+    def spend() -> str | None:
+        result = recovery.use(member(user), code)
+        db.session.commit()
+        return result
 
-    def spend() -> None:
-        with app.app_context():
-            try:
-                mine = member(user)
-                barrier.wait()
-                result = recovery.use(mine, code)
-                db.session.commit()
-            except Exception as exc:  # any error is a failed test, reported below
-                result = repr(exc)
-            finally:
-                db.session.remove()
-        with lock:
-            outcomes.append(result)
-
-    threads = [threading.Thread(target=spend) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    outcomes = race(spend, spend, app=app)
     winners = [o for o in outcomes if o is not None]
     assert outcomes.count(None) == 1 and len(winners) == 1, outcomes
     assert FORMAT.fullmatch(winners[0])
@@ -190,27 +172,11 @@ def test_two_concurrent_issues_leave_one_live_code(app, user):
     with app.app_context():
         issued(user)
         db.session.remove()
-    n = 2
-    barrier = threading.Barrier(n)
-    errors: list[str] = []
-
     def reissue() -> None:
-        with app.app_context():
-            try:
-                mine = member(user)
-                barrier.wait()
-                recovery.issue(mine)
-                db.session.commit()
-            except Exception as exc:  # any error is a failed test, reported below
-                errors.append(repr(exc))
-            finally:
-                db.session.remove()
+        recovery.issue(member(user))
+        db.session.commit()
 
-    threads = [threading.Thread(target=reissue) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    errors = [o for o in race(reissue, reissue, app=app) if o is not None]
     assert errors == []
     with app.app_context():
         assert live_codes(user) == 1

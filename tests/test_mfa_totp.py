@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import threading
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyotp
@@ -15,6 +14,7 @@ from idp import audit
 from idp.db import db
 from idp.mfa import totp
 from idp.models import AuditEvent, Factor, UsedTotpStep, User
+from tests.concurrency import race
 
 
 @pytest.fixture
@@ -137,32 +137,15 @@ def test_two_concurrent_submissions_of_one_code_exactly_one_succeeds(app, user, 
         factor_id = factor.id
         code = code_at(factor, t0)
         db.session.remove()
-    n = 2
-    barrier = threading.Barrier(n)
-    outcomes: list[bool | str] = []
-    lock = threading.Lock()
+    def submit(i: int) -> bool:
+        mine = db.session.get(Factor, factor_id)
+        if other_writes:  # the loser's own writes must survive its refused INSERT
+            audit.record("test.submit", actor=f"thread:{i}")
+        result = totp.verify(mine, code, at=t0)
+        db.session.commit()
+        return result
 
-    def submit(i: int) -> None:
-        with app.app_context():
-            try:
-                mine = db.session.get(Factor, factor_id)
-                barrier.wait()
-                if other_writes:  # the loser's own writes must survive its refused INSERT
-                    audit.record("test.submit", actor=f"thread:{i}")
-                result: bool | str = totp.verify(mine, code, at=t0)
-                db.session.commit()
-            except Exception as exc:  # any error is a failed test, reported below
-                result = repr(exc)
-            finally:
-                db.session.remove()
-        with lock:
-            outcomes.append(result)
-
-    threads = [threading.Thread(target=submit, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    outcomes = race(lambda: submit(0), lambda: submit(1), app=app)
     assert sorted(outcomes, key=str) == [False, True]
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(UsedTotpStep)) == 1

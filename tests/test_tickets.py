@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 
 import pytest
 from sqlalchemy import select
@@ -12,6 +11,7 @@ from idp import tickets
 from idp.db import db
 from idp.models import Ticket, User
 from idp.tickets import TicketError
+from tests.concurrency import race
 
 
 @pytest.fixture
@@ -128,30 +128,15 @@ def test_two_threads_racing_to_use_one_ticket_exactly_one_wins(app, user):
     with app.app_context():
         token = issue(user)
         db.session.remove()
-    n = 2
-    barrier = threading.Barrier(n)
-    outcomes: list[str] = []
-    lock = threading.Lock()
+    def spend() -> str:
+        try:
+            tickets.use(token, "password_reset")
+            db.session.commit()
+            return "won"
+        except TicketError as exc:
+            return exc.reason
 
-    def spend() -> None:
-        with app.app_context():
-            try:
-                barrier.wait()
-                tickets.use(token, "password_reset")
-                db.session.commit()
-                result = "won"
-            except TicketError as exc:
-                result = exc.reason
-            finally:
-                db.session.remove()
-        with lock:
-            outcomes.append(result)
-
-    threads = [threading.Thread(target=spend) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    outcomes = race(spend, spend, app=app)
     assert sorted(outcomes) == ["used", "won"]
 
 

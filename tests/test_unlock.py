@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.concurrency import race
 from tests.helpers import query_of
 from tests.signin_helpers import (
     BRAND_URLS,
@@ -125,7 +126,6 @@ def test_unlock_link_opened_on_another_brand_is_unknown(app, client, factory, ma
 
 
 def test_two_concurrent_unlocks_use_the_link_once(app, client, factory, mailbox):
-    import threading
 
     user, mail = locked_user(app, client, factory, mailbox, email="race@example.com")
     browsers = [app.test_client() for _ in range(2)]
@@ -135,18 +135,8 @@ def test_two_concurrent_unlocks_use_the_link_once(app, client, factory, mailbox)
         from tests.helpers import csrf_from
 
         forms.append({"csrf_token": csrf_from(html), "ticket": ticket_of(mail)})
-    barrier = threading.Barrier(2)
-    statuses: list[int] = []
-
-    def press(i: int) -> None:
-        barrier.wait()
-        statuses.append(browsers[i].post("/account/unlock", data=forms[i],
-                                         base_url=base_of(mail)).status_code)
-
-    threads = [threading.Thread(target=press, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    statuses = [r.status_code for r in race(*[
+        lambda i=i: browsers[i].post("/account/unlock", data=forms[i], base_url=base_of(mail))
+        for i in range(2)])]
     assert sorted(statuses) == [200, 410]
     assert [a for a, _ in audit_actions(app, user.id)].count("user.unlocked") == 1

@@ -12,7 +12,6 @@ from typing import Any
 
 from flask import Response, current_app, g, redirect, request, url_for
 
-from . import contracts
 from . import session as sessions
 from .clock import now
 from .db import db
@@ -154,12 +153,9 @@ def dispatch(flow: LoginFlow) -> Response:
     client = db.session.get(Client, req.client_id)
     if client is None:  # deleted mid-flow
         return error_to_client(req, "invalid_request", "client no longer exists")
+    # None also for a user disabled, cut off or signed out everywhere since (session.current).
     session = sessions.current()
     user = db.session.get(User, session.user_id) if session else None
-    if session is not None and not contracts.user_usable(user, epoch=session.epoch):
-        # Disabled, cut off (cancelled contract, ended trial) or signed out everywhere
-        # (password reset): as if there were no session at all.
-        session, user = None, None
 
     reason = _login_reason(flow, session, client)
     if reason:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser import chromium, clean_artifacts, screenshot
 from tests.helpers import PASSWORD
@@ -29,6 +31,8 @@ def _submit(driver, field: str) -> None:
     """Press the submit button of the form holding ``field``, as a person would."""
     form = driver.find_element(By.NAME, field).find_element(By.XPATH, "./ancestor::form")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    # click() returns before the next page has loaded: wait until this one is gone.
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(form))
 
 
 def test_an_invited_user_registers_and_signs_in_in_a_japanese_browser(
@@ -61,7 +65,7 @@ def test_an_invited_user_registers_and_signs_in_in_a_japanese_browser(
         _fill(driver, password=NEW_PASSWORD, password_confirmation=NEW_PASSWORD)
         _submit(driver, "password")
         screenshot(driver, "invitation-05-confirmation")
-        driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        _submit(driver, "nonce")
         screenshot(driver, "invitation-06-registered")
 
         # ... and signs in with the address and the password just chosen.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser import chromium, clean_artifacts, screenshot
@@ -30,9 +30,13 @@ def _fill(driver, **fields: str) -> None:
 def _submit(driver, field: str) -> None:
     """Press the submit button of the form holding ``field``, as a person would."""
     form = driver.find_element(By.NAME, field).find_element(By.XPATH, "./ancestor::form")
+    # click() returns before the next page has loaded: mark this page's window, and wait
+    # for a loaded document without the mark (a new page has a new window object).
+    driver.execute_script("window.__submitted = true")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    # click() returns before the next page has loaded: wait until this one is gone.
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(form))
+    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script(
+            "return window.__submitted === undefined && document.readyState === 'complete'"))
 
 
 def test_an_invited_user_registers_and_signs_in_in_a_japanese_browser(

@@ -155,9 +155,12 @@ class Deployment:
     # -- seeding -------------------------------------------------------------------------
     def _seed_accounts(self) -> None:
         with self.app.app_context():
+            # 2-step off: password_signin measures the password sign-in itself; a second
+            # factor is another page and another request.
             contract, user = create_contract(brand="codec", plan="basic",
                                              owner_email=self.user_email,
-                                             owner_password=PASSWORD, owner_name="Bench User")
+                                             owner_password=PASSWORD, owner_name="Bench User",
+                                             two_step=False)
             self.user_id, self.contract_id = user.id, contract.id
             client, secret = create_client({
                 "client_name": "Bench RP",

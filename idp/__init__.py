@@ -54,6 +54,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     app.extensions["idp.mail"] = open_mail_sender(settings.smtp_url,
                                                   timeout=settings.smtp_timeout)
+    from .mfa.chain import open_chain
+
+    # A misconfigured chain stops the provider here, every problem listed.
+    app.extensions["idp.chain"] = open_chain(settings)
     app.extensions["idp.keys"] = KeyRing(
         KeyStore(settings.keys_dir, settings.keys_kek or settings.secret_key)
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .clock import now
 from .db import db
-from .models import Contract, User
+from .mfa import enrolment
+from .models import Contract, MailMessage, User
 from .models.contract import PLANS, TRIAL_DAYS
 from .models.user import ROLES
 from .passwords import check as check_password_policy
@@ -44,12 +45,14 @@ def set_password(user: User, password: str) -> None:
     user.updated_at = now()
 
 
-def reset_two_step(user: User) -> None:
+def reset_two_step(user: User, *, reason: str, actor: User | None) -> MailMessage | None:
     """The user enrols 2-step verification again at the next sign-in (SPEC §4.6).
 
-    The step-up chain compares factor enrolment times with this mark.
+    ``idp.mfa.enrolment.reset`` does it (factors, recovery code, remembered browsers, the
+    mark, audit) in the caller's transaction and returns the notice mail, which the caller
+    delivers after its commit. ``reason``: one of ``idp.mfa.enrolment.REASONS``.
     """
-    user.two_step_reset_at = now()
+    return enrolment.reset(user, reason=reason, actor=actor)
 
 
 def create_contract(*, brand: str, plan: str, owner_email: str, owner_password: str | None,

@@ -679,6 +679,9 @@ def demo(rp_file: Path) -> None:
     click.echo(f"  demo RP   {DEMO_RP_URL}")
     if settings.environment == "development" and not settings.smtp_url:
         click.echo(f"  mail      {settings.issuer}/dev/outbox (no SMTP server: mail is kept there)")
+    if settings.environment == "development" and not settings.sms_url:
+        click.echo(f"  2-step    on: the first sign-in enrols a phone; its SMS code is at "
+                   f"{settings.issuer}/dev/outbox")
     click.echo(f"  owner     {DEMO_OWNER[0]} / {DEMO_OWNER[1]}")
     click.echo(f"  user      {DEMO_USER[0]} / {DEMO_USER[1]}")
     click.echo(f"  contract  {contract_id} ({DEMO_CONTRACT_NAME}, brand {DEMO_BRAND})")

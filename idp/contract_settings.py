@@ -62,6 +62,18 @@ def set_two_step(contract: Contract, enabled: bool, *, actor: User) -> bool:
     return True
 
 
+def set_two_step_keep_on_reset(contract: Contract, keep: bool, *, actor: User) -> bool:
+    """The policy under which a password reset keeps the 2-step enrolment (only an admin
+    resets it then; ``idp.mfa.enrolment``). False when it was already so."""
+    if contract.two_step_keep_on_reset == keep:
+        return False
+    audit.record("contract.two_step_keep_on_reset_changed", actor=_actor(actor),
+                 target=_target(contract), contract_id=contract.id,
+                 old=contract.two_step_keep_on_reset, new=keep)
+    contract.two_step_keep_on_reset = keep
+    return True
+
+
 def save_ad_settings(contract: Contract, values: dict[str, Any], *, actor: User) -> str:
     """Store the AD settings; the connection ID is made once and never changes after."""
     created = contract.connection_id is None

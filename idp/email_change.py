@@ -3,7 +3,8 @@
 The owner asks from the settings menu, an admin for another user from the admin console.
 Email change and login-method change cannot be under way at once (manual: finish the
 email change first). Confirming (``confirm``) sets the new address, a new password for
-password users, resets 2-step enrolment and ends every session and token of the user.
+password users, resets 2-step enrolment (mailing a notice) and ends every session and
+token of the user.
 """
 
 from __future__ import annotations
@@ -107,7 +108,11 @@ def confirm(token: str | None, *, password: str = "", confirmation: str = "") ->
     user.updated_at = now()
     if change.needs_password:
         set_password(user, password)
-    reset_two_step(user)
+    # The notice goes to the new address (now user.email): the enrolment belongs to the
+    # account, whose holder reads mail there from now on. Whoever confirmed just proved they
+    # read it, so it is a receipt rather than an alarm; an alarm would belong at the OLD
+    # address, as a notice of the address change itself, which SPEC §6 does not send.
+    notice = reset_two_step(user, reason="email_change", actor=user)
     tickets.void_sent_to(user, old_email)
     digests = contracts.revoke_user_access([user.id])
     audit.record("email.changed", actor=audit.actor_of(user), target=f"user:{user.id}",
@@ -121,4 +126,6 @@ def confirm(token: str | None, *, password: str = "", confirmation: str = "") ->
         db.session.rollback()
         raise AccountError("email_taken") from None
     revoke_access_tokens(*digests)
+    if notice is not None:
+        mail.deliver(notice)  # never raises; a mail not sent stays queued for a retry
     return change

@@ -8,6 +8,8 @@ their own method in the settings menu.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import update
 
 from . import accounts, audit, contracts, tickets
@@ -75,11 +77,21 @@ def ad_available(user: User, contract: Contract) -> bool:
     return bool(contract.connection_id) and user.role != "owner"
 
 
-def change_to_password(token: str, user: User, password: str) -> list[str]:
+@dataclass(frozen=True)
+class Changed:
+    """What the caller finishes after the commit of ``change_to_password``."""
+
+    #: Access-token digests to delete from the store.
+    digests: list[str]
+    #: The 2-step reset notice to deliver, if the user had a factor enrolled.
+    notice: MailMessage | None
+
+
+def change_to_password(token: str, user: User, password: str) -> Changed:
     """Use the ticket and make ``password`` the user's method, in one transaction.
 
-    The caller has checked the policy already; ``set_password`` checks it again. Returns
-    the access-token digests to delete from the store once committed.
+    The caller has checked the policy already; ``set_password`` checks it again. Once
+    committed, the caller deletes the returned access tokens, then delivers the notice.
     """
     previous = user.login_method
     tickets.use(token, KIND)
@@ -89,7 +101,7 @@ def change_to_password(token: str, user: User, password: str) -> list[str]:
         # Proving control of the mailbox is what a reset proves too: the lock goes with it.
         user.failed_logins = 0
         user.locked_at = None
-        accounts.reset_two_step(user)
+        notice = accounts.reset_two_step(user, reason="login_method_change", actor=user)
         digests = contracts.revoke_user_access([user.id])
         audit.record("login_method.changed", actor=f"user:{user.id}",
                      target=f"user:{user.id}", contract_id=user.contract_id,
@@ -99,4 +111,4 @@ def change_to_password(token: str, user: User, password: str) -> list[str]:
         # Nothing half-done: the ticket stays usable if the change did not happen.
         db.session.rollback()
         raise
-    return digests
+    return Changed(digests, notice)

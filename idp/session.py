@@ -64,18 +64,36 @@ def usable(session: Session) -> bool:
     return contracts.user_usable(db.session.get(User, session.user_id), epoch=session.epoch)
 
 
-def start(response: Response, *, user_id: str, amr: list[str], acr: str) -> Session:
-    """Replace any current session with a fresh one for ``user_id``."""
+def start(*, user_id: str, amr: list[str], acr: str, auth_time: int | None = None,
+          keep: Session | None = None) -> Session:
+    """Replace any current session with a fresh one (new id) for ``user_id``.
+
+    The cookie goes out with whatever response this request sends (``attach``).
+    ``keep``: a session whose ``sid`` and client list carry over (a step-up raises the
+    level of the same session; the id still changes, against fixation).
+    """
     user = db.session.get(User, user_id)
-    end(response)
+    raw = request.cookies.get(COOKIE)
+    if raw:
+        _store().delete(_PREFIX + sha256_hex(raw))
     token = random_token()
-    session = Session(user_id=user_id, auth_time=now(), sid=random_token(16), amr=amr, acr=acr,
+    session = Session(user_id=user_id, auth_time=now() if auth_time is None else auth_time,
+                      sid=keep.sid if keep else random_token(16), amr=amr, acr=acr,
+                      clients=list(keep.clients) if keep else [],
                       epoch=user.session_epoch if user is not None else -1)
     _store().put(_PREFIX + sha256_hex(token), asdict(session), _settings().session_ttl)
-    _set_cookie(response, COOKIE, token, _settings().session_ttl)
     g.idp_session = session
     g.idp_session_token = token
+    g.idp_session_cookie = token
     return session
+
+
+def attach(response: Response) -> Response:
+    """After a request that started a session: set its cookie on whatever it answers."""
+    token = g.pop("idp_session_cookie", None)
+    if token is not None:
+        _set_cookie(response, COOKIE, token, _settings().session_ttl)
+    return response
 
 
 def remember_client(client_id: str) -> None:
@@ -95,6 +113,7 @@ def end(response: Response) -> None:
     response.delete_cookie(COOKIE, path="/", secure=_settings().secure_cookies, httponly=True,
                            samesite="Lax")
     g.idp_session = None
+    g.pop("idp_session_cookie", None)
 
 
 def browser_id(response: Response | None = None) -> str:

@@ -110,6 +110,23 @@ class Settings:
     #: Self-service mails (password reset) per account and per address per hour.
     mails_per_account: int = 3
     mails_per_address: int = 20
+    #: The step-up chain as configured (``[[mfa.chain]]``), validated by ``idp.mfa.open_chain``.
+    mfa_chain: tuple[Mapping[str, Any], ...] = ()
+    #: Per-factor settings (``[mfa.factors.<type>]``), read by each factor's ``Config``.
+    mfa_factors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: "Remember this browser" lasts this many days.
+    mfa_remember_days: int = 30
+    #: A remembered browser asks again when the user has not signed in for this many days.
+    mfa_inactive_days: int = 30
+    #: Wrong second-factor codes one user may type per ``rate_window``, over all sign-ins.
+    mfa_failures_per_user: int = 10
+    #: SMS gateway (``idp.notify.sms``): https URL with optional user:password; empty: the
+    #: development SMS outbox (refused in production when the chain sends SMS).
+    sms_url: str = ""
+    #: Bearer token for the gateway, instead of credentials in the URL.
+    sms_token: str = field(default="", repr=False)
+    #: Seconds the gateway may take to answer.
+    sms_timeout: float = 5.0
 
     @property
     def dev(self) -> bool:
@@ -155,6 +172,12 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "login_attempts_per_account": ("accounts", "login_attempts_per_account"),
     "mails_per_account": ("accounts", "mails_per_account"),
     "mails_per_address": ("accounts", "mails_per_address"),
+    "mfa_remember_days": ("mfa", "remember_days"),
+    "mfa_inactive_days": ("mfa", "inactive_days"),
+    "mfa_failures_per_user": ("mfa", "failures_per_user"),
+    "sms_url": ("sms", "url"),
+    "sms_token": ("sms", "token"),
+    "sms_timeout": ("sms", "timeout"),
 }
 _INT_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type == "int"}
 
@@ -167,7 +190,7 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
         except (TypeError, ValueError):
             problems.append(f"{name}: expected an integer, got {raw!r}")
             return 0
-    if name in ("http_timeout", "smtp_timeout"):
+    if name in ("http_timeout", "smtp_timeout", "sms_timeout"):
         try:
             return float(raw)
         except (TypeError, ValueError):
@@ -263,6 +286,12 @@ def load_settings(
     for name, value in (overrides or {}).items():
         values[name] = value
 
+    mfa = data.get("mfa", {})
+    if "mfa_chain" not in values:
+        values["mfa_chain"] = tuple(dict(group) for group in mfa.get("chain", ()))
+    if "mfa_factors" not in values:
+        values["mfa_factors"] = {k: dict(v) for k, v in mfa.get("factors", {}).items()}
+
     base = path.parent
     brands_dir = base / data.get("brands", {}).get("dir", "brands")
     brands = overrides.get("brands") if overrides and "brands" in overrides else None
@@ -301,7 +330,8 @@ def load_settings(
     elif values["smtp_url"] and urlsplit(values["smtp_url"]).scheme not in ("smtp", "smtps"):
         problems.append("smtp_url must start with smtp:// or smtps://")
     for name in ("ticket_ttl", "lockout_threshold", "rate_window", "login_failures_per_address",
-                 "login_attempts_per_account", "mails_per_account", "mails_per_address"):
+                 "login_attempts_per_account", "mails_per_account", "mails_per_address",
+                 "mfa_remember_days", "mfa_inactive_days", "mfa_failures_per_user"):
         if name in values and values[name] <= 0:
             problems.append(f"{name} must be positive")
 

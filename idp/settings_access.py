@@ -35,6 +35,17 @@ def may_enter(user: User | None, contract: Contract | None) -> bool:
     return current == "active" or (current == "trial_ended" and user.role == "owner")
 
 
+#: ``requires(PERSONAL)``: a page about the person's own sign-in (remembered browsers),
+#: outside the SPEC §2 table, so the menu's item list stays exactly the table's.
+PERSONAL = "personal"
+
+
+def personal_allowed(contract: Contract) -> bool:
+    """Everyone signed in here while the contract is active. An ended trial leaves its
+    owner only the plan change (SPEC §2), so nothing personal either."""
+    return contracts.usable(contract)
+
+
 def caller() -> Caller | None:
     """The settings session's user, while the session is live and the user may be here."""
     session = settings_session.current()
@@ -52,8 +63,8 @@ def caller() -> Caller | None:
 def requires(item: str | None) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     """Signed in to the settings menu, and ``contracts.allowed(item, ...)`` (403 otherwise).
 
-    ``item=None`` only asks for a signed-in caller (the menu itself). The view gets the
-    ``Caller`` as its first argument.
+    ``item=None`` only asks for a signed-in caller (the menu itself); ``PERSONAL`` asks
+    for ``personal_allowed``. The view gets the ``Caller`` as its first argument.
     """
 
     def decorate(view: Callable[..., Response]) -> Callable[..., Response]:
@@ -62,7 +73,10 @@ def requires(item: str | None) -> Callable[[Callable[..., Response]], Callable[.
             who = caller()
             if who is None:
                 return redirect(url_for("settings_menu.login"))
-            if item is not None and not contracts.allowed(item, who.user, who.contract):
+            if item == PERSONAL:
+                if not personal_allowed(who.contract):
+                    abort(403)
+            elif item is not None and not contracts.allowed(item, who.user, who.contract):
                 abort(403)
             return view(who, *args, **kwargs)
 

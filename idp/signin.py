@@ -18,7 +18,6 @@ from sqlalchemy import select
 
 from . import audit, contracts, known_devices, lockout
 from .accounts import normalise_email, valid_email
-from .clock import now
 from .db import db
 from .models import Contract, MailMessage, User
 from .notify import mail
@@ -174,7 +173,8 @@ def _succeeded(user: User, password: str, *, device: str | None,
                                 can_change_plan=owner_window)
     if user.password_hash and needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    user.last_login_at = now()
+    # ``last_login_at`` is set when the whole sign-in completes (``idp.flow``): the step-up
+    # chain's 30-day rule reads the previous one, and a password alone is no sign-in.
     # Mails nobody asks for in a browser (the lock notice) go in the language last used.
     user.locale = language()
     audit.record("signin.success", actor=audit.actor_of(user), target=f"user:{user.id}",

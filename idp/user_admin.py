@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 
 from . import audit, contracts, tickets
-from .accounts import AccountError
+from .accounts import AccountError, reset_two_step
 from .clock import now
 from .db import db
-from .models import User
+from .models import MailMessage, User
 
 PAGE_SIZE = 20
 #: Roles the console can give or take; the owner's role is fixed.
@@ -116,3 +116,19 @@ def enable(caller: User, target: User) -> None:
     audit.record("user.enabled", actor=audit.actor_of(caller), target=f"user:{target.id}",
                  contract_id=target.contract_id)
     db.session.commit()
+
+
+def reset_enrolment(caller: User, target: User) -> MailMessage | None:
+    """Reset ``target``'s 2-step enrolment (a lost phone); commits. Returns the notice mail
+    to deliver, or None when nothing was enrolled.
+
+    Never the owner's (the owner resets their own through the settings menu, manual 5.2)
+    nor the caller's own: a stolen console session must not be enough to swap the
+    caller's second factor for one the thief holds.
+    """
+    _not_owner_nor_self(caller, target)
+    if target.status == "invited":
+        raise AccountError("admin_not_active")
+    notice = reset_two_step(target, reason="admin", actor=caller)
+    db.session.commit()
+    return notice

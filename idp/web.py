@@ -103,6 +103,13 @@ def _csrf_error(exc: CSRFError) -> Response:
 
 def init_web(app: Flask) -> None:
     csrf.init_app(app)
+    from . import session as sessions
+    from .mfa import remember
+
+    # Cookies a request decided on (a session started, a browser remembered) go out with
+    # whatever page it answers, however the flow got there.
+    app.after_request(sessions.attach)
+    app.after_request(remember.attach)
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)

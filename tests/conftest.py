@@ -116,8 +116,27 @@ def mailbox(smtp_server):
     box.fail, box.hold = False, None
 
 
+@pytest.fixture(scope="session")
+def sms_server():
+    """One loopback stand-in of the SMS carrier's HTTP gateway for the whole run (the
+    carrier is the one peer that cannot run here; the stand-in speaks real HTTP)."""
+    from tests.peers.sms_gateway import SmsGateway
+
+    with SmsGateway() as gateway:
+        yield gateway
+
+
 @pytest.fixture
-def settings(tmp_path, key_template, database_template, redis_url, smtp_server):
+def sms(sms_server):
+    """The SMS gateway, emptied for this test."""
+    sms_server.received.clear()
+    sms_server.status, sms_server.delay = 202, 0.0
+    yield sms_server
+    sms_server.status, sms_server.delay = 202, 0.0
+
+
+@pytest.fixture
+def settings(tmp_path, key_template, database_template, redis_url, smtp_server, sms_server):
     keys = tmp_path / "keys"
     shutil.copytree(key_template, keys)
     if BACKEND == "sqlite":
@@ -139,6 +158,8 @@ def settings(tmp_path, key_template, database_template, redis_url, smtp_server):
             "jwks_max_age": 0,
             "smtp_url": f"smtp://127.0.0.1:{smtp_server[0].port}",
             "smtp_timeout": 5.0,
+            "sms_url": sms_server.url(),
+            "sms_timeout": 5.0,
         },
     )
 

@@ -67,13 +67,20 @@ class Factory:
     _n: int = field(default=0)
 
     def user(self, *, email: str | None = None, password: str = PASSWORD, role: str = "owner",
-             brand: str = "codec", name: str = "山田 太郎", contract_id: str | None = None) -> User:
+             brand: str = "codec", name: str = "山田 太郎", contract_id: str | None = None,
+             two_step: bool = False) -> User:
+        """A user of a new contract (its owner), or of ``contract_id``.
+
+        New contracts have 2-step verification off unless ``two_step``: the tests of
+        everything else sign in with a password alone; tests/test_mfa_*.py turn it on.
+        """
         self._n += 1
         email = email or f"user{self._n}@example.com"
         with self.app.app_context():
             if contract_id is None:
                 _, user = create_contract(brand=brand, plan="basic", owner_email=email,
-                                          owner_password=password, owner_name=name)
+                                          owner_password=password, owner_name=name,
+                                          two_step=two_step)
             else:
                 user = create_user(contract_id=contract_id, email=email, role=role,
                                    password=password, name=name)

@@ -35,13 +35,16 @@ class Members:
 
 
 def contract_with_members(app: Flask, factory: Factory, *, plan: str = "basic",
-                          brand: str = "codec", prefix: str = "") -> Members:
-    """A contract of ``plan`` with its owner, an admin and a user (all password users)."""
+                          brand: str = "codec", prefix: str = "",
+                          two_step: bool = False) -> Members:
+    """A contract of ``plan`` with its owner, an admin and a user (all password users);
+    2-step verification off unless ``two_step`` (as ``Factory.user``)."""
     prefix = prefix or f"{plan}-{brand}-"
     with app.app_context():
         contract, owner = create_contract(
             brand=brand, plan=plan, owner_email=f"{prefix}owner@example.com",
-            owner_password=PASSWORD, name="株式会社テスト", owner_name="契約 太郎")
+            owner_password=PASSWORD, name="株式会社テスト", owner_name="契約 太郎",
+            two_step=two_step)
         db.session.refresh(owner)
         db.session.expunge(owner)
         contract_id = contract.id

@@ -144,13 +144,15 @@ def submit_link_page(http: FlaskClient, mail: Mail, *, lang: str = "ja", **field
     return http.post(action, data=data, base_url=base_of(mail), headers=lang_headers(lang))
 
 
-def trial_user(app: Flask, *, email: str, brand: str = "codec", password: str = PASSWORD):
-    """The owner of a new trial contract."""
+def trial_user(app: Flask, *, email: str, brand: str = "codec", password: str = PASSWORD,
+               two_step: bool = False):
+    """The owner of a new trial contract (2-step verification off unless ``two_step``)."""
     from idp.accounts import create_contract
 
     with database(app) as session:
         _, owner = create_contract(brand=brand, plan="trial", owner_email=email,
-                                   owner_password=password, owner_name="試用 花子")
+                                   owner_password=password, owner_name="試用 花子",
+                                   two_step=two_step)
         session.refresh(owner)
         session.expunge(owner)
         return owner

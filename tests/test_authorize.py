@@ -426,20 +426,50 @@ def test_id_token_hint_is_answered_for_the_hinted_user_only(client, factory):
         alice.id)
 
 
-@pytest.mark.parametrize(
-    ("prompt", "error"),
-    [(None, "unmet_authentication_requirements"), ("none", "interaction_required")],
-    ids=["interactive", "prompt-none"],
-)
-def test_essential_acr_the_session_cannot_reach_is_an_error(client, factory, prompt, error):
+LOA2_ESSENTIAL = json.dumps({"id_token": {"acr": {"essential": True,
+                                                  "values": ["urn:idp:loa:2"]}}})
+
+
+def test_essential_acr_above_the_session_steps_up_through_the_chain(client, factory):
     user = factory.user()
     rp = factory.rp()
     tokens_for(client, rp, user)  # a password session: urn:idp:loa:1
-    claims = json.dumps({"id_token": {"acr": {"essential": True, "values": ["urn:idp:loa:2"]}}})
-    params = {"claims": claims} | ({"prompt": prompt} if prompt else {})
-    result = redirected_error(send(client, rp, **params), rp)
-    assert result["error"] == error
+    response = send(client, rp, claims=LOA2_ESSENTIAL)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/mfa?flow="), response.headers["Location"]
+
+
+def test_essential_acr_above_the_session_under_prompt_none_needs_interaction(client, factory):
+    user = factory.user()
+    rp = factory.rp()
+    tokens_for(client, rp, user)
+    result = redirected_error(send(client, rp, claims=LOA2_ESSENTIAL, prompt="none"), rp)
+    assert result["error"] == "interaction_required"
     assert result["iss"] == ISSUER
+
+
+@pytest.mark.parametrize("prompt", [None, "none"], ids=["interactive", "prompt-none"])
+def test_essential_acr_the_user_cannot_reach_is_unmet(client, factory, app, prompt):
+    from tests.signin_helpers import update_user
+
+    user = factory.user()
+    rp = factory.rp()
+    tokens_for(client, rp, user)
+    # An upstream account's second factor is the upstream's business: no level 2 here.
+    update_user(app, user.id, login_method="google")
+    params = {"claims": LOA2_ESSENTIAL} | ({"prompt": prompt} if prompt else {})
+    result = redirected_error(send(client, rp, **params), rp)
+    assert result["error"] == "unmet_authentication_requirements"
+    assert result["iss"] == ISSUER
+
+
+def test_essential_acr_naming_no_known_level_is_unmet(client, factory):
+    user = factory.user()
+    rp = factory.rp()
+    tokens_for(client, rp, user)
+    claims = json.dumps({"id_token": {"acr": {"essential": True, "values": ["urn:x:gold"]}}})
+    result = redirected_error(send(client, rp, claims=claims), rp)
+    assert result["error"] == "unmet_authentication_requirements"
 
 
 def test_essential_acr_the_session_reaches_is_granted(client, factory):

@@ -100,6 +100,7 @@ def test_an_unknown_route_is_refused(app, owner_browser, basic):
 
 
 def test_disabling_two_step_shows_the_risk_and_requires_the_tick(app, owner_browser, basic):
+    update_contract(app, basic.contract_id, two_step_enabled=True)
     page = text(owner_browser.get("/settings/two-step"))
     assert "第三者による不正ログインのリスクが高まります" in page
     confirm = post(owner_browser, "/settings/two-step", {"two_step": "disabled",
@@ -134,7 +135,7 @@ def test_enabling_two_step_again_is_audited(app, owner_browser, basic):
 
 
 def test_under_line_only_two_step_is_shown_forced_off(app, owner_browser, basic):
-    update_contract(app, basic.contract_id, access_route="line-only")
+    update_contract(app, basic.contract_id, access_route="line-only", two_step_enabled=True)
     page = text(owner_browser.get("/settings/two-step"))
     assert "無効（回線認証のみ）" in page
     assert 'name="two_step"' not in page

@@ -144,3 +144,26 @@ def test_the_outbox_does_not_exist_outside_development(app, settings, environmen
 
 def test_the_outbox_refuses_to_act_on_posts(dev_client):
     assert dev_client.post("/dev/outbox").status_code in (400, 405)
+
+
+def test_without_an_sms_gateway_codes_are_listed_in_the_outbox(app, settings, sms):
+    from tests.helpers import Factory, authorize
+    from tests.mfa_helpers import password_then_chain, post_step
+
+    dev = create_app(settings.replace(environment="development", smtp_url="", sms_url=""))
+    try:
+        factory = Factory(dev)
+        user = factory.user(two_step=True)
+        rp = factory.rp()
+        browser = dev.test_client()
+        page = password_then_chain(browser, authorize(browser, rp), email=user.email)
+        sent = post_step(browser, page, action="phone", phone="080-1111-2222")
+        assert sent.status_code == 200
+        assert sms.received == []  # no gateway was asked
+        listing = browser.get("/dev/outbox").get_data(as_text=True)
+        code = re.search(r"認証コード: (\d{6})", listing).group(1)
+        assert "+818011112222" in listing
+        done = post_step(browser, sent, action="code", code=code)
+        assert done.status_code == 200 and "recovery-code" in done.get_data(as_text=True)
+    finally:
+        _dispose(dev)

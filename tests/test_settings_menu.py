@@ -367,9 +367,15 @@ def test_the_permission_table_is_the_specs():
 def test_a_forbidden_item_is_refused_on_get_and_post(app, factory, client, item, plan, who):
     members = contract_with_members(app, factory, plan=plan)
     people = [members.owner] if who == "owner" else [members.admin, members.user]
+    browsers = []
     for person in people:
         browser = app.test_client()
         signed_in(browser, person.email)
+        browsers.append(browser)
+    # On after the sign-ins (which pass no second factor with it off): a refused "turn it
+    # off" must leave it on.
+    update_contract(app, members.contract_id, two_step_enabled=True)
+    for person, browser in zip(people, browsers, strict=True):
         page = browser.get(PATHS[item])
         assert page.status_code == 403, (item, person.role)
         assert "この操作を行う権限がありません。" in text(page)

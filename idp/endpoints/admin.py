@@ -24,11 +24,13 @@ from .. import login_method_change as method_change
 from .. import session as sessions
 from ..accounts import AccountError, normalise_email, valid_email
 from ..db import db
-from ..i18n import t
+from ..i18n import MESSAGES, t
+from ..mfa import enrolment
 from ..models import MailMessage, User
 from ..notify import mail
 from ..oauth.tokens import revoke_access_tokens
 from ..web import language
+from .contract_settings import local_time
 
 bp = Blueprint("admin", __name__)
 
@@ -82,8 +84,16 @@ def _detail(target: User, *, error: str | None = None, email: str | None = None,
         method=method_change.method_name(target.login_method),
         pending_email=pending_email.email if pending_email else None,
         pending_method=pending_method is not None, roles=user_admin.ASSIGNABLE_ROLES,
+        factors=[_factor_text(f) for f in enrolment.enrolled(target)],
     )
     return Response(body, status=status)
+
+
+def _factor_text(factor: enrolment.Enrolled) -> str:
+    """``SMS (+81 90-****-5678), 2026-01-05 10:00`` in the page's language."""
+    key = f"mfa_reset_factor_{factor.type}"
+    name = t(key, phone=factor.masked_phone or "") if key in MESSAGES else factor.type
+    return t("mfa_reset_factor_enrolled", factor=name, at=local_time(factor.enrolled_at))
 
 
 def _back(target: User) -> Response:
@@ -193,6 +203,22 @@ def enable(user_id: str) -> Response:
         db.session.rollback()
         return _detail(target, error=t(str(exc)), status=400)
     flash(t("admin_enabled"), "info")
+    return _back(target)
+
+
+@bp.post("/admin/users/<user_id>/two-step/reset")
+def reset_two_step(user_id: str) -> Response:
+    """Reset the user's 2-step enrolment (a lost phone): they enrol again at next sign-in."""
+    target = _target(user_id)
+    try:
+        notice = user_admin.reset_enrolment(_caller(), target)
+    except AccountError as exc:
+        db.session.rollback()
+        return _detail(target, error=t(str(exc)), status=400)
+    if notice is not None:
+        _delivered(notice, t("mfa_reset_admin_done_mailed", email=target.email))
+    else:
+        flash(t("mfa_reset_admin_done"), "info")
     return _back(target)
 
 

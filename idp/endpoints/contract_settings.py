@@ -81,10 +81,19 @@ def two_step(who: Caller) -> Response:
 
     def page(status: int = 200, **context: Any) -> Response:
         return _page("settings/two_step.html", status, enabled=contract.two_step_enabled,
-                     forced_off=forced_off, **context)
+                     forced_off=forced_off, keep_on_reset=contract.two_step_keep_on_reset,
+                     **context)
 
     if request.method == "GET":
         return page(step="choose")
+    if request.form.get("step") == "keep_on_reset":
+        # The password-reset policy is its own form: it applies whether 2-step is on, off
+        # or forced off (the enrolment also guards the owner's break-glass sign-in).
+        keep = request.form.get("keep_on_reset") == "yes"
+        changes.set_two_step_keep_on_reset(contract, keep, actor=who.user)
+        db.session.commit()
+        return _done("settings_two_step_done_title",
+                     "mfa_reset_keep_done_on" if keep else "mfa_reset_keep_done_off")
     if forced_off:
         # Line authentication replaces it: there is nothing to switch (SPEC §7).
         return page(409, step="choose", error=t("settings_two_step_forced_off"))

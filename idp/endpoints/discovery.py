@@ -12,13 +12,13 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
+from ..flow import ACR_LEVELS
 from ..keys import ALGS
 from ..oauth.claims import CLAIMS_SUPPORTED, SCOPES
 from ..oauth.grants import AUTH_METHODS
 
 bp = Blueprint("discovery", __name__)
 
-ACR_VALUES = ["urn:idp:loa:1", "urn:idp:loa:2"]
 
 
 def metadata(issuer: str) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def metadata(issuer: str) -> dict[str, Any]:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "require_request_uri_registration": False,
-        "acr_values_supported": ACR_VALUES,
+        "acr_values_supported": list(ACR_LEVELS),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "display_values_supported": ["page"],
         "ui_locales_supported": ["ja", "en"],

@@ -77,7 +77,7 @@ def login() -> Response:
     # ``next`` serves sign-ins outside an OIDC flow (the admin console sends people here).
     next_url = None if flow else safe_next(request.values.get("next"))
     if request.method == "GET":
-        hint = flow.auth.login_hint if flow else None
+        hint = flow.auth.login_hint if flow and flow.request else None
         return _page(flow_id, email=hint or "", next_url=next_url)
 
     email = request.form.get("email", "")
@@ -88,18 +88,12 @@ def login() -> Response:
     result = password_sign_in(email, password)
     if result.user is None:
         return _refused(result, flow_id, email, next_url)
-    user = result.user
-
-    response = redirect(next_url or url_for("login.done"))
-    sessions.start(response, user_id=user.id, amr=["pwd"], acr=flows.ACR_PASSWORD)
     if flow is None:
-        return response
-    flow.login_done = True
-    flows.save(flow)
-    result_response = flows.dispatch(flow)
-    for value in response.headers.getlist("Set-Cookie"):
-        result_response.headers.add("Set-Cookie", value)
-    return result_response
+        flow = flows.begin(None, browser, purpose=flows.SESSION, next_url=next_url)
+    # The session starts once the step-up chain is satisfied, not here.
+    response = flows.primary_done(flow, result.user, method="password", amr=["pwd"])
+    sessions.browser_id(response)
+    return response
 
 
 @bp.get("/")

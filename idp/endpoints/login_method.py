@@ -12,6 +12,7 @@ from .. import login_method_change as changes
 from ..accounts import AccountError
 from ..i18n import t
 from ..models import Contract, User
+from ..notify import mail
 from ..oauth.tokens import revoke_access_tokens
 from ..passwords import PolicyViolation
 from ..passwords import check_new as check_new_password
@@ -55,9 +56,11 @@ def change() -> Response:
         # Checked before the ticket is touched: a refused password leaves the link usable.
         return _page(token, user, contract, error=t(exc.key), status=400)
     try:
-        digests = changes.change_to_password(token, user, password)
+        changed = changes.change_to_password(token, user, password)
     except TicketError as exc:
         return _problem(t(f"ticket_{exc.reason}"))
     # After the commit: on SQLite the store must not wait for the ORM's write lock.
-    revoke_access_tokens(*digests)
+    revoke_access_tokens(*changed.digests)
+    if changed.notice is not None:
+        mail.deliver(changed.notice)  # never raises; a mail not sent is retried
     return Response(render_template("login_method/done.html"))

@@ -1,7 +1,8 @@
 """Development outbox: mails the provider sent or queued (IDP_ENVIRONMENT=development only).
 
 With an empty ``smtp_url`` the outbox sender keeps delivered bodies, so ``make run``
-shows every invitation, reset and unlock link here without a mail server. Anywhere but
+shows every invitation, reset and unlock link here without a mail server; with an empty
+``sms_url`` the 2-step SMS codes are listed here too. Anywhere but
 development the pages do not exist (404): bodies hold live ticket links.
 """
 
@@ -12,9 +13,10 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, current_app, render_template
 from markupsafe import Markup, escape
+from sqlalchemy import select
 
 from ..db import db
-from ..models import MailMessage
+from ..models import MailMessage, SmsOutboxMessage
 from ..notify import mail
 
 bp = Blueprint("outbox", __name__)
@@ -50,8 +52,11 @@ def _time(ts: int | None) -> str:
 
 @bp.get("/dev/outbox")
 def index() -> Response:
+    # SMS codes too, when no gateway is configured (``idp.notify.sms.OutboxSmsSender``).
+    texts = db.session.scalars(select(SmsOutboxMessage).order_by(SmsOutboxMessage.id.desc())
+                               .limit(LIST_LIMIT)).all()
     return Response(render_template("outbox/index.html", messages=mail.recent(limit=LIST_LIMIT),
-                                    time=_time))
+                                    texts=texts, time=_time))
 
 
 @bp.get("/dev/outbox/<int:message_id>")

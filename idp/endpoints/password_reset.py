@@ -3,8 +3,9 @@
 ``/password/forgot`` answers the same page whether or not the address is registered, and
 sends nothing beyond the per-account and per-address limits (mail bombing). The reset page
 checks the new password completely before it spends the link, so a typo costs nothing;
-the reset then unlocks the account, resets 2-step enrolment and signs the user out
-everywhere (sessions, access and refresh tokens).
+the reset then unlocks the account, resets 2-step enrolment (unless the contract's policy
+keeps it; ``idp.mfa.enrolment``) and signs the user out everywhere (sessions, access and
+refresh tokens).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .. import accounts, audit, contracts, lockout, tickets
 from ..accounts import normalise_email, valid_email
 from ..db import db
 from ..i18n import t
+from ..mfa import enrolment
 from ..models import MailMessage, User
 from ..notify import mail
 from ..oauth.tokens import revoke_access_tokens
@@ -98,22 +100,24 @@ def reset() -> Response:
             raise TicketError("unknown")
     except TicketError as exc:
         return link_error(exc)
+    # Under the contract's keep policy the pages must not promise a 2-step reset.
+    keeps = enrolment.keeps_enrolment(user, "password_reset")
     if request.method == "GET":
-        return _reset_form(token)
+        return _reset_form(token, keeps=keeps)
 
     password = request.form.get("password", "")
     confirmation = request.form.get("password_confirmation", "")
     errors = _problems(password, confirmation, email=user.email)
     if errors:
         # Nothing spent: the same link still works after a typo.
-        return _reset_form(token, errors=errors, status=400)
+        return _reset_form(token, keeps=keeps, errors=errors, status=400)
     try:
         tickets.use(token, KIND)
     except TicketError as exc:
         return link_error(exc)
     accounts.set_password(user, password)
     lockout.clear(user)
-    accounts.reset_two_step(user)
+    notice = accounts.reset_two_step(user, reason="password_reset", actor=user)
     tickets.void(user, "unlock")
     # Whoever knew the old password is signed out everywhere.
     digests = contracts.revoke_user_access([user.id])
@@ -122,7 +126,9 @@ def reset() -> Response:
     db.session.commit()
     # After the commit: on SQLite the store waits for the ORM's write lock.
     revoke_access_tokens(*digests)
-    return Response(render_template("password/done.html"))
+    if notice is not None:
+        mail.deliver(notice)  # never raises; a mail not sent stays queued for a retry
+    return Response(render_template("password/done.html", keeps_two_step=keeps))
 
 
 def _problems(password: str, confirmation: str, *, email: str) -> list[str]:
@@ -136,7 +142,7 @@ def _problems(password: str, confirmation: str, *, email: str) -> list[str]:
     return errors
 
 
-def _reset_form(token: str | None, *, errors: list[str] | None = None,
+def _reset_form(token: str | None, *, keeps: bool, errors: list[str] | None = None,
                 status: int = 200) -> Response:
-    return Response(render_template("password/reset.html", ticket=token, errors=errors or []),
-                    status=status)
+    return Response(render_template("password/reset.html", ticket=token, errors=errors or [],
+                                    keeps_two_step=keeps), status=status)

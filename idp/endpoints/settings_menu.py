@@ -9,20 +9,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from .. import audit, contracts, settings_session
 from .. import email_change as email_changes
+from .. import flow as flows
+from .. import session as sessions
 from ..accounts import AccountError, normalise_email, reset_two_step, set_password
 from ..db import db
 from ..i18n import MESSAGES, t
-from ..models import Contract
+from ..mfa import remember
+from ..models import Contract, RememberedBrowser
 from ..notify import mail
 from ..oauth.tokens import revoke_access_tokens
 from ..passwords import PolicyViolation
 from ..passwords import normalise as normalise_password
 from ..security import verify_password
-from ..settings_access import Caller, may_enter, requires
+from ..settings_access import PERSONAL, Caller, may_enter, personal_allowed, requires
 from ..signin import password_sign_in
 from ..web import brand, language
 from .contract_settings import ENDPOINTS as CONTRACT_ENDPOINTS
@@ -88,11 +100,12 @@ def login() -> Response:
     user = result.user
     if user is not None and result.error is None:
         if may_enter(user, db.session.get(Contract, user.contract_id)):
-            audit.record("settings.signed_in", actor=audit.actor_of(user),
-                         target=f"user:{user.id}", contract_id=user.contract_id)
-            db.session.commit()
-            response = redirect(url_for(".menu"))
-            settings_session.start(response, user)
+            # The menu changes credentials and the contract: the step-up chain runs here
+            # as on the login page, and the settings session starts when it is satisfied.
+            browser = sessions.browser_id()
+            flow = flows.begin(None, browser, purpose=flows.SETTINGS)
+            response = flows.primary_done(flow, user, method="password", amr=["pwd"])
+            sessions.browser_id(response)
             return response
         return _ended_page(t("settings_ended"), 403)
     db.session.commit()
@@ -125,7 +138,7 @@ def menu(who: Caller) -> Response:
               for title, lead, items in GROUPS]
     trial_ended = contracts.state(who.contract) == "trial_ended"
     return _page("settings/menu.html", groups=[g for g in groups if g[2]], user=who.user,
-                 trial_ended=trial_ended,
+                 trial_ended=trial_ended, personal=personal_allowed(who.contract),
                  trial_ends_at=local_time(who.contract.trial_ends_at) if trial_ended else "")
 
 
@@ -246,12 +259,67 @@ def login_method(who: Caller) -> Response:
     old = user.login_method
     user.login_method = "password"
     # The manual's way for the owner to reset 2-step enrolment is this very page (5.2).
-    reset_two_step(user)
+    notice = reset_two_step(user, reason="login_method_change", actor=user)
     audit.record("login_method.changed", actor=audit.actor_of(user), target=f"user:{user.id}",
                  contract_id=user.contract_id, old=old, new="password", via="settings_menu")
     _revoke_and_commit(user.id)
+    if notice is not None:
+        mail.deliver(notice)  # never raises; a mail not sent stays queued for a retry
     # Manual: after the change the login page is shown; sign in with the new method.
     response = _page("settings/done.html", title=t("settings_method_done_title"),
                      message=t("settings_method_done"), back_to_login=True)
     settings_session.end(response)
     return response
+
+
+# -- remembered browsers (the person's own; a personal link, not a SPEC §2 item) --------
+
+#: Characters of a User-Agent shown in the list; the whole label is in the title attribute.
+LABEL_SHOWN = 60
+#: Record ids are 32-bit: a longer number in the URL names nothing (and would overflow
+#: the database driver).
+_MAX_ID = 2**31 - 1
+_NOTICES = {"revoked": "mfa_browsers_revoked", "revoked_all": "mfa_browsers_revoked_all"}
+
+
+def _shortened(label: str) -> str:
+    return label if len(label) <= LABEL_SHOWN else label[:LABEL_SHOWN - 1] + "…"
+
+
+@bp.get("/settings/browsers")
+@requires(PERSONAL)
+def browsers(who: Caller) -> Response:
+    current = remember.find(who.user)
+    rows = [{"id": row.id, "label": row.label, "short": _shortened(row.label),
+             "current": current is not None and row.id == current.id,
+             "created": local_time(row.created_at), "last_used": local_time(row.last_seen_at),
+             "expires": local_time(row.expires_at)}
+            for row in remember.listing(who.user)]
+    notice = _NOTICES.get(request.args.get("done", ""))
+    return _page("settings/browsers.html", browsers=rows, notice=t(notice) if notice else None)
+
+
+@bp.post("/settings/browsers/<int:browser_id>/revoke")
+@requires(PERSONAL)
+def revoke_browser(who: Caller, browser_id: int) -> Response:
+    row = db.session.get(RememberedBrowser, browser_id) if browser_id <= _MAX_ID else None
+    # Someone else's browser is answered like one that does not exist: an id tells nothing.
+    if row is None or row.user_id != who.user.id or not remember.revoke(who.user, browser_id):
+        abort(404)
+    audit.record("mfa.browser_revoked", actor=audit.actor_of(who.user),
+                 target=f"user:{who.user.id}", contract_id=who.user.contract_id,
+                 browser_id=row.id, label=row.label)
+    db.session.commit()
+    return redirect(url_for(".browsers", done="revoked"))
+
+
+@bp.post("/settings/browsers/revoke-all")
+@requires(PERSONAL)
+def revoke_all_browsers(who: Caller) -> Response:
+    count = remember.revoke_all(who.user)
+    if count:
+        audit.record("mfa.browsers_revoked_all", actor=audit.actor_of(who.user),
+                     target=f"user:{who.user.id}", contract_id=who.user.contract_id,
+                     count=count)
+    db.session.commit()
+    return redirect(url_for(".browsers", done="revoked_all"))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import secrets
 import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
@@ -17,6 +19,8 @@ from ..clock import now
 from ..db import db
 from ..models import RecoveryCode, User
 from ..security import sha256_hex
+from ..settings import Settings
+from .base import Done, Outcome, Show, StepContext, Wrong
 
 #: Crockford's base32: no I, L, O or U, so a code copied by hand has no look-alikes; the
 #: letters people write for 1 and 0 are read as those digits (``normalise``).
@@ -88,3 +92,49 @@ def use(user: User, code: str | None) -> str | None:
     if result.rowcount != 1:
         return None
     return issue(user)
+
+
+# -- the step ------------------------------------------------------------------------
+
+#: A recovery code is a one-time password (RFC 8176 ``otp``), typed instead of the
+#: enrolled factor's code.
+AMR = "otp"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Nothing to configure: the code's length and alphabet are fixed above."""
+
+
+def open(config: Config, settings: Settings) -> RecoveryStep:
+    return RecoveryStep()
+
+
+class RecoveryStep:
+    """"Lost my device": the recovery code instead of the enrolled factor (SPEC §4.5)."""
+
+    name = "recovery"
+    enrols = False
+    label = "mfa_use_recovery"
+
+    def usable(self, ctx: StepContext) -> bool:
+        if ctx.enrolling:
+            return False
+        return db.session.scalar(
+            select(RecoveryCode.id).where(RecoveryCode.user_id == ctx.user.id,
+                                          RecoveryCode.used_at.is_(None),
+                                          RecoveryCode.voided_at.is_(None)).limit(1)
+        ) is not None
+
+    def begin(self, ctx: StepContext) -> Outcome:
+        return Show("mfa/recovery.html")
+
+    def verify(self, ctx: StepContext, form: Mapping[str, str]) -> Outcome:
+        new_code = use(ctx.user, form.get("code"))
+        if new_code is None:
+            return Wrong(Show("mfa/recovery.html", error="mfa_recovery_wrong", status=400))
+        return Done((AMR,), recovery_code=new_code)
+
+    def after_enrolment(self, ctx: StepContext) -> str:
+        """The first recovery code, issued when a factor is enrolled (SPEC §4.4)."""
+        return issue(ctx.user)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hmac
 import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 import pyotp
@@ -22,6 +24,8 @@ from ..clock import now
 from ..db import db, savepoint
 from ..models import Factor, UsedTotpStep, User
 from ..security import seal, unseal
+from ..settings import Settings
+from .base import Done, Outcome, Show, StepContext, Wrong
 
 TYPE = "totp"
 #: RFC 6238 defaults, the only ones every authenticator app honours (Google's ignores others).
@@ -94,7 +98,9 @@ def qr_svg(uri: str) -> str:
     # Error level M and a 4-module quiet zone: what phone cameras read first time off a
     # screen. Explicit white background, so a dark theme does not invert the contrast.
     qr = segno.make(uri, error="m", micro=False)
-    return qr.svg_data_uri(scale=5, border=4, dark="#000", light="#fff")
+    # 4 px a module: whole pixels (sharp edges for the camera), and the usual URI's
+    # version-13 code (77 modules with the border) still fits the page's column.
+    return qr.svg_data_uri(scale=4, border=4, dark="#000", light="#fff")
 
 
 def _check(factor: Factor) -> None:
@@ -156,3 +162,84 @@ def verify(factor: Factor, code: str | None, *, at: int | None = None) -> bool:
     if factor.confirmed_at is None:
         factor.confirmed_at = t
     return True
+
+
+# -- the step ------------------------------------------------------------------------
+
+AMR = "otp"
+#: Spaces every 4 characters, for typing the secret into an app by hand.
+_GROUP = 4
+
+
+@dataclass(frozen=True)
+class Config:
+    """The authenticator app has nothing to configure: RFC 6238's defaults are the only
+    values every app honours. The issuer shown in the app is the brand's name."""
+
+
+def open(config: Config, settings: Settings) -> TotpStep:
+    return TotpStep()
+
+
+class TotpStep:
+    name = TYPE
+    enrols = True
+    label = "mfa_use_totp"
+
+    def usable(self, ctx: StepContext) -> bool:
+        return ctx.enrolling or self._confirmed(ctx) is not None
+
+    def begin(self, ctx: StepContext) -> Outcome:
+        if not ctx.enrolling:
+            return Show("mfa/totp_code.html", {"remember_offered": True})
+        factor = self._pending(ctx)
+        if factor is None:
+            factor = enrol(ctx.user)
+            db.session.flush()
+            ctx.state["factor_id"] = factor.id
+        return self._enrol_page(ctx, factor)
+
+    def verify(self, ctx: StepContext, form: Mapping[str, str]) -> Outcome:
+        code = form.get("code")
+        if ctx.enrolling:
+            factor = self._pending(ctx)
+            if factor is None:
+                return self.begin(ctx)
+            if not verify(factor, code):
+                return Wrong(self._enrol_page(ctx, factor, error="mfa_code_wrong"))
+            # One factor at a time: the new app replaces whatever was enrolled before.
+            db.session.execute(delete(Factor).where(Factor.user_id == ctx.user.id,
+                                                    Factor.id != factor.id))
+            ctx.state.pop("factor_id", None)
+            return Done((AMR,), enrolled=True)
+        factor = self._confirmed(ctx)
+        if factor is None or not verify(factor, code):
+            return Wrong(Show("mfa/totp_code.html", {"remember_offered": True},
+                              error="mfa_code_wrong", status=400))
+        return Done((AMR,))
+
+    def _confirmed(self, ctx: StepContext) -> Factor | None:
+        reset = ctx.user.two_step_reset_at or 0
+        return db.session.scalar(
+            select(Factor).where(Factor.user_id == ctx.user.id, Factor.type == TYPE,
+                                 Factor.confirmed_at.is_not(None),
+                                 Factor.confirmed_at >= reset)
+            .order_by(Factor.id.desc()).limit(1))
+
+    def _pending(self, ctx: StepContext) -> Factor | None:
+        factor_id = ctx.state.get("factor_id")
+        factor = db.session.get(Factor, factor_id) if isinstance(factor_id, int) else None
+        # SQLite reuses deleted ids: the row must still be this user's unconfirmed TOTP.
+        if factor is None or factor.user_id != ctx.user.id or factor.type != TYPE \
+                or factor.confirmed_at is not None:
+            return None
+        return factor
+
+    def _enrol_page(self, ctx: StepContext, factor: Factor, *,
+                    error: str | None = None) -> Show:
+        uri = provisioning_uri(factor, account=ctx.user.email, issuer=ctx.brand.name(ctx.lang))
+        secret = secret_of(factor)
+        grouped = " ".join(secret[i:i + _GROUP] for i in range(0, len(secret), _GROUP))
+        return Show("mfa/totp_enrol.html",
+                    {"qr": qr_svg(uri), "secret": grouped, "remember_offered": True},
+                    error=error, status=400 if error else 200)

@@ -6,7 +6,7 @@ from .consent import Consent
 from .contract import Contract
 from .kv import KeyValue
 from .mail import MailMessage
-from .mfa import Factor, RecoveryCode, RememberedBrowser, UsedTotpStep
+from .mfa import Factor, RecoveryCode, RememberedBrowser, SmsOutboxMessage, UsedTotpStep
 from .ticket import Ticket
 from .token import RefreshToken
 from .user import User
@@ -23,6 +23,7 @@ __all__ = [
     "RecoveryCode",
     "RefreshToken",
     "RememberedBrowser",
+    "SmsOutboxMessage",
     "Ticket",
     "UsedTotpStep",
     "User",

@@ -7,6 +7,7 @@ import string
 from typing import Any
 
 from sqlalchemy import JSON, Integer, String
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import db
@@ -48,6 +49,10 @@ class Contract(db.Model):
     contact_phone: Mapped[str] = mapped_column(String(32), default="")
     #: Contract-wide 2-step verification for password users (SPEC §8), on by default.
     two_step_enabled: Mapped[bool] = mapped_column(default=True)
+    #: Policy, off by default: a password reset keeps the 2-step enrolment, so that only an
+    #: admin can reset it (a reset link alone then does not weaken 2-step verification).
+    two_step_keep_on_reset: Mapped[bool] = mapped_column(default=False,
+                                                         server_default=sa_false())
     #: ``line+internet`` (default) or ``line-only`` (SPEC §7).
     access_route: Mapped[str] = mapped_column(String(20), default="line+internet")
     #: The contract's AD connection ID, set when the owner sets up AD.

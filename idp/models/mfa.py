@@ -81,3 +81,15 @@ class RememberedBrowser(db.Model):
     last_seen_at: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[int] = mapped_column(Integer)
     revoked_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class SmsOutboxMessage(db.Model):
+    """An SMS "sent" without a gateway (development and tests): /dev/outbox lists them."""
+
+    __tablename__ = "sms_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    to: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(String(500))
+    sender: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[int] = mapped_column(Integer)

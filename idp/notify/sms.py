@@ -18,7 +18,7 @@ Headers:
 
 Body: a UTF-8 JSON object with exactly three string members, non-ASCII text unescaped::
 
-    {"to": "+819012345678", "text": "【codec】認証コード: 4F7K2Q", "sender": "codec"}
+    {"to": "+819012345678", "text": "【コーデックストレージ】認証コード: 482913", "sender": "codec"}
 
 - ``to``: the recipient in E.164 (``+``, country code, national number; no spaces).
 - ``text``: the message, ready to deliver as is; the gateway splits or concatenates it.
@@ -208,3 +208,17 @@ def open_sms_sender(url: str, token: str = "", *, timeout: float) -> SmsSender:
         return HttpGatewaySender.from_url(url, token=token, timeout=timeout)
     except ValueError as exc:
         raise SettingsError([str(exc)]) from None
+
+
+@dataclass(frozen=True)
+class OutboxSmsSender:
+    """Development without a gateway: the message is kept in ``sms_outbox`` (in the
+    caller's transaction) and listed at /dev/outbox."""
+
+    def send(self, to_e164: str, text: str, *, sender: str) -> None:
+        from ..clock import now
+        from ..db import db
+        from ..models import SmsOutboxMessage
+
+        db.session.add(SmsOutboxMessage(to=to_e164, text=text, sender=sender,
+                                        created_at=now()))

@@ -90,12 +90,19 @@ def _render(page: _Page, step, ctx: StepContext, offered, show: Show) -> Respons
     return response
 
 
+def _commit(ctx: StepContext) -> None:
+    db.session.commit()
+    for action in ctx.after_commit:
+        action()
+    ctx.after_commit.clear()
+
+
 def _after(page: _Page, step, ctx: StepContext, offered, outcome: Outcome) -> Response:
     """Commit what the step did, save the flow (in that order: on SQLite the store waits
     for the ORM's write lock), then show its page or go on."""
     flow = page.flow
     if isinstance(outcome, Show):
-        db.session.commit()
+        _commit(ctx)
         flows.save(flow)
         return _render(page, step, ctx, offered, outcome)
     assert isinstance(outcome, Done)
@@ -114,7 +121,7 @@ def _after(page: _Page, step, ctx: StepContext, offered, outcome: Outcome) -> Re
         audit.record("mfa.verified", actor=audit.actor_of(page.user),
                      target=f"user:{page.user.id}", contract_id=page.user.contract_id,
                      factor=step.name, reason=page.pending.reason if page.pending else "")
-    db.session.commit()
+    _commit(ctx)
     flows.save(flow)
     if flow.recovery_code:
         return _recovery_code_page(flow)
@@ -171,6 +178,7 @@ def submit() -> Response:
     if isinstance(outcome, Wrong):
         # Nothing a wrong code did is kept; then count it (store after the rollback).
         db.session.rollback()
+        ctx.after_commit.clear()
         failures.hit(page.user.id)
         audit.record("mfa.failed", actor=audit.actor_of(page.user),
                      target=f"user:{page.user.id}", contract_id=page.user.contract_id,

@@ -7,7 +7,7 @@ blueprint (``idp.endpoints.mfa``) renders it. What a step keeps between its page
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,8 +27,11 @@ class StepContext:
     state: dict[str, Any]
     #: The user has no factor to verify yet: enrollable steps enrol one.
     enrolling: bool
-    #: The flow's id: keys per sign-in (an SMS code belongs to one flow).
+    #: The flow's id, for what a step keys per sign-in.
     flow_id: str
+    #: Run once the step's writes are committed (a mail to deliver): a step must not
+    #: act on what a rollback could take back. Dropped with a wrong code's rollback.
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import recovery, sms, totp
+from . import email_otp, recovery, sms, totp
 
 FACTORS: dict[str, ModuleType] = {
     "sms": sms,
     "totp": totp,
     "recovery": recovery,
+    "email_otp": email_otp,
 }

@@ -211,6 +211,22 @@ def user(factory):
 
 
 @pytest.fixture
+def basic(app, factory):
+    """A basic contract with its owner, an admin and a user (tests/settings_helpers.py)."""
+    from tests.settings_helpers import contract_with_members
+
+    return contract_with_members(app, factory, plan="basic")
+
+
+@pytest.fixture
+def trial(app, factory):
+    """A trial contract with its owner, an admin and a user."""
+    from tests.settings_helpers import contract_with_members
+
+    return contract_with_members(app, factory, plan="trial")
+
+
+@pytest.fixture
 def rp(factory):
     """A confidential partner app with the code and refresh grants."""
     return factory.rp()

@@ -45,16 +45,6 @@ EXTERNAL_ENTITY = """<?xml version="1.0"?>
 
 
 @pytest.fixture
-def basic(app, factory):
-    return contract_with_members(app, factory, plan="basic")
-
-
-@pytest.fixture
-def trial(app, factory):
-    return contract_with_members(app, factory, plan="trial")
-
-
-@pytest.fixture
 def owner_browser(client, basic):
     signed_in(client, basic.owner.email)
     return client

@@ -44,16 +44,6 @@ def app(app: Flask) -> Flask:
     return app
 
 
-@pytest.fixture
-def basic(app, factory):
-    return contract_with_members(app, factory, plan="basic")
-
-
-@pytest.fixture
-def trial(app, factory):
-    return contract_with_members(app, factory, plan="trial")
-
-
 def remember_here(client: FlaskClient, user: User, *, agent: str = FIREFOX) -> int:
     """Remember ``client``'s browser for ``user``; the record's id."""
     response = client.get(f"/_test/remember/{user.id}", headers={"User-Agent": agent})

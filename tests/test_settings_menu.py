@@ -43,16 +43,6 @@ PATHS = {
 }
 
 
-@pytest.fixture
-def basic(app, factory):
-    return contract_with_members(app, factory, plan="basic")
-
-
-@pytest.fixture
-def trial(app, factory):
-    return contract_with_members(app, factory, plan="trial")
-
-
 def cookie_header(response, name: str) -> str:
     for header in response.headers.getlist("Set-Cookie"):
         if header.startswith(name + "=") and not header.startswith(name + "=;"):

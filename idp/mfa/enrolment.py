@@ -51,6 +51,16 @@ def enrolled(user: User) -> list[Enrolled]:
             for row in rows]
 
 
+def confirmed_factor(user: User, factor_type: str) -> Factor | None:
+    """The user's enrolled factor of ``factor_type``: confirmed, and not before the last
+    enrolment reset (a reset deletes factors; the mark also covers one racing it)."""
+    reset = user.two_step_reset_at or 0
+    return db.session.scalar(
+        select(Factor).where(Factor.user_id == user.id, Factor.type == factor_type,
+                             Factor.confirmed_at.is_not(None), Factor.confirmed_at >= reset)
+        .order_by(Factor.id.desc()).limit(1))
+
+
 def _masked(number: str | None) -> str | None:
     if not number:
         return None

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import phonenumbers
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
 from .. import audit
 from ..clock import now
@@ -23,6 +23,7 @@ from ..settings import Settings, SettingsError
 from . import phone
 from .base import Done, Outcome, Show, StepContext, Wrong
 from .codes import Checked, CodeConfig, Refusal, SentCodes
+from .enrolment import confirmed_factor
 
 TYPE = "sms"
 AMR = "sms"
@@ -158,12 +159,7 @@ class SmsStep:
     # -- helpers ---------------------------------------------------------------------
 
     def _factor(self, ctx: StepContext) -> Factor | None:
-        reset = ctx.user.two_step_reset_at or 0
-        return db.session.scalar(
-            select(Factor).where(Factor.user_id == ctx.user.id, Factor.type == TYPE,
-                                 Factor.confirmed_at.is_not(None),
-                                 Factor.confirmed_at >= reset)
-            .order_by(Factor.id.desc()).limit(1))
+        return confirmed_factor(ctx.user, TYPE)
 
     def _phone_page(self, ctx: StepContext, *, error: str | None = None, status: int = 200,
                     typed: str = "", retry_after: int | None = None, wait: str = "") -> Show:

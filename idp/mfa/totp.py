@@ -26,6 +26,7 @@ from ..models import Factor, UsedTotpStep, User
 from ..security import seal, unseal
 from ..settings import Settings
 from .base import Done, Outcome, Show, StepContext, Wrong
+from .enrolment import confirmed_factor
 
 TYPE = "totp"
 #: RFC 6238 defaults, the only ones every authenticator app honours (Google's ignores others).
@@ -219,12 +220,7 @@ class TotpStep:
         return Done((AMR,))
 
     def _confirmed(self, ctx: StepContext) -> Factor | None:
-        reset = ctx.user.two_step_reset_at or 0
-        return db.session.scalar(
-            select(Factor).where(Factor.user_id == ctx.user.id, Factor.type == TYPE,
-                                 Factor.confirmed_at.is_not(None),
-                                 Factor.confirmed_at >= reset)
-            .order_by(Factor.id.desc()).limit(1))
+        return confirmed_factor(ctx.user, TYPE)
 
     def _pending(self, ctx: StepContext) -> Factor | None:
         factor_id = ctx.state.get("factor_id")

@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import audit, contracts
@@ -45,6 +45,9 @@ def change_access_route(contract: Contract, route: str, *, actor: User) -> bool:
     """Store the route; False when it was already so (nothing recorded)."""
     if route not in ACCESS_ROUTES:
         raise ValueError(route)
+    # The same row lock as removing a line in the console: a switch to line-only and the
+    # removal of the last line cannot interleave unseen.
+    db.session.execute(select(Contract.id).where(Contract.id == contract.id).with_for_update())
     if contract.access_route == route:
         return False
     audit.record("contract.access_route_changed", actor=_actor(actor), target=_target(contract),

@@ -12,6 +12,7 @@ the user who typed the right password, and nothing else trusts that.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from flask import Response, current_app, g, redirect, request, url_for
@@ -20,16 +21,20 @@ from . import audit, contracts
 from . import session as sessions
 from .clock import now
 from .db import db
+from .line_route import INTERNET, LINE
+from .line_route import detect as detect_route
 from .mfa import remember
 from .mfa.chain import MFA_AMR, Chain, Pending
-from .mfa.policy import INTERNET, Situation, step_up_possible
-from .models import Client, Consent, Contract, User
+from .mfa.policy import Situation, break_glass, step_up_possible
+from .models import Client, Consent, Contract, MailMessage, User
+from .notify import mail
 from .oauth.authorize import AuthRequest
 from .oauth.claims import SCOPE_CLAIMS, subject
 from .oauth.grants import issue_code
 from .oauth.idtoken import pairwise_secret
 from .oauth.response import error_to_client, to_client
 from .security import random_token, sha256_hex
+from .web import client_address
 
 _PREFIX = "flow:"
 ACR_PASSWORD = "urn:idp:loa:1"
@@ -66,8 +71,11 @@ class LoginFlow:
     step_state: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: The step the user is on (they may switch among the alternatives).
     active_step: str | None = None
-    #: ``internet`` or ``line`` (SPEC §7).
+    #: ``internet`` or ``line`` (SPEC §7), and what the gateway asserted, as seen by the
+    #: request that signed in (``idp.line_route``).
     route: str = INTERNET
+    line_id: str | None = None
+    carrier: str | None = None
     #: The client demanded the multi-factor level (acr_values, essential acr).
     wants_mfa: bool = False
     #: The client demanded a fresh sign-in (prompt=login, max_age passed).
@@ -163,6 +171,13 @@ def _login_reason(flow: LoginFlow, session: sessions.Session | None, client: Cli
         return "max_age"
     if _hint_names_another_user(req, session, client):
         return "id_token_hint names another user"
+    if session.route != LINE:
+        user = db.session.get(User, session.user_id)
+        contract = db.session.get(Contract, user.contract_id) if user is not None else None
+        if contract is not None and contract.access_route == "line-only":
+            # Signed in over the internet before the contract became line-only: the
+            # sign-in must now come over a line (and is refused otherwise).
+            return "the contract allows registered lines only"
     return ""
 
 
@@ -208,11 +223,11 @@ def demanded_acr(req: AuthRequest) -> str | None:
     return ACR_LEVELS[top] if top < len(ACR_LEVELS) else UNREACHABLE
 
 
-def reachable(user: User, acr: str) -> bool:
+def reachable(user: User, acr: str, route: str = INTERNET) -> bool:
     """Can this user's sign-in reach ``acr`` at all?"""
     if acr == ACR_PASSWORD:
         return True
-    return acr == ACR_MFA and step_up_possible(user)
+    return acr == ACR_MFA and step_up_possible(user, route)
 
 
 def consent_scopes(req: AuthRequest) -> list[str]:
@@ -269,7 +284,8 @@ def dispatch(flow: LoginFlow) -> Response:
         return finish_with_error(flow, "login_required", "signed in as another user")
 
     if demanded is not None and _rank(session.acr) < _rank(demanded):
-        if demanded not in ACR_LEVELS or not reachable(user, demanded):
+        route = detect_route()
+        if demanded not in ACR_LEVELS or not reachable(user, demanded, route.kind):
             return finish_with_error(flow, "unmet_authentication_requirements",
                                      "the requested authentication level cannot be reached")
         if "none" in req.prompt:
@@ -277,6 +293,7 @@ def dispatch(flow: LoginFlow) -> Response:
                                      "a stronger sign-in is needed")
         # Step up the signed-in user through the chain; the password stands.
         flow.user_id, flow.step_up, flow.wants_mfa = user.id, True, True
+        flow.route, flow.line_id, flow.carrier = route.kind, route.line_id, route.carrier
         flow.primary = {"method": "session", "amr": list(session.amr),
                         "at": session.auth_time, "epoch": session.epoch}
         save(flow)
@@ -297,6 +314,9 @@ def primary_done(flow: LoginFlow, user: User, *, method: str, amr: list[str]) ->
                     "epoch": user.session_epoch}
     flow.steps, flow.step_state, flow.active_step = [], {}, None
     flow.step_up = False
+    # The route of the request that signed in: the line it came over is what counts.
+    route = detect_route()
+    flow.route, flow.line_id, flow.carrier = route.kind, route.line_id, route.carrier
     save(flow)
     return dispatch(flow)
 
@@ -307,7 +327,7 @@ def situation(flow: LoginFlow, user: User, contract: Contract) -> Situation:
                      remembered=remember.find(user) is not None,
                      last_login_at=user.last_login_at, now=now(),
                      inactive_days=cfg.mfa_inactive_days, demanded=flow.wants_mfa,
-                     fresh=flow.fresh)
+                     fresh=flow.fresh, purpose=flow.purpose)
 
 
 def pending(flow: LoginFlow, user: User, contract: Contract) -> Pending | None:
@@ -351,7 +371,7 @@ def _continue_sign_in(flow: LoginFlow) -> Response:
     contract = db.session.get(Contract, user.contract_id) if user is not None else None
     if user is None or contract is None or not still_valid(flow, user, contract):
         return restart(flow)
-    if flow.wants_mfa and not reachable(user, ACR_MFA):
+    if flow.wants_mfa and not reachable(user, ACR_MFA, flow.route):
         return finish_with_error(flow, "unmet_authentication_requirements",
                                  "the requested authentication level cannot be reached")
     if pending(flow, user, contract) is not None:
@@ -387,15 +407,19 @@ def _complete(flow: LoginFlow, user: User) -> Response:
         audit.record("mfa.passed", actor=audit.actor_of(user), target=f"user:{user.id}",
                      contract_id=user.contract_id, steps=[s["step"] for s in flow.steps],
                      step_up=flow.step_up, remembered=flow.remember)
+    notice = None
     if flow.purpose == SETTINGS:
         audit.record("settings.signed_in", actor=audit.actor_of(user),
                      target=f"user:{user.id}", contract_id=user.contract_id)
+        notice = _break_glass(flow, user)
     # Commit before the store writes below: on SQLite the store is another connection
     # that would wait for this session's write lock.
     db.session.commit()
     if flow.purpose == SETTINGS:
         from . import settings_session
 
+        if notice is not None:
+            mail.deliver_in_background(notice)
         discard(flow)
         response = redirect(url_for("settings_menu.menu"))
         settings_session.start(response, user)
@@ -403,13 +427,33 @@ def _complete(flow: LoginFlow, user: User) -> Response:
     old = sessions.current() if flow.step_up else None
     primary = flow.primary or {}
     sessions.start(user_id=user.id, amr=amr, acr=acr, auth_time=int(primary.get("at", now())),
-                   keep=old)
+                   keep=old, route=flow.route)
     flow.login_done = True
     if flow.purpose == SESSION:
         discard(flow)
         return redirect(flow.next_url or url_for("login.done"))
     save(flow)
     return dispatch(flow)
+
+
+#: The manuals' time zone, for times in mails.
+_JST = timezone(timedelta(hours=9))
+
+
+def _break_glass(flow: LoginFlow, user: User) -> MailMessage | None:
+    """The owner of a line-only contract got into the settings menu from the internet
+    (SPEC §7): audited, and mailed to the owner, every time. Returns the queued mail."""
+    contract = db.session.get(Contract, user.contract_id)
+    assert contract is not None
+    if break_glass(situation(flow, user, contract)) is None:
+        return None
+    audit.record("settings.break_glass", actor=audit.actor_of(user), target=f"user:{user.id}",
+                 contract_id=user.contract_id, steps=[s["step"] for s in flow.steps])
+    at = datetime.fromtimestamp(now(), UTC).astimezone(_JST)
+    brand = current_app.extensions["idp.settings"].brands[user.brand]
+    return mail.queue("break_glass_signin", to=user.email, brand=brand, lang=user.locale,
+                      name=user.name, at=at.strftime("%Y-%m-%d %H:%M (JST)"),
+                      address=client_address() or "-")
 
 
 def finish_with_code(

@@ -37,6 +37,9 @@ class Session:
     clients: list[str] = field(default_factory=list)
     #: ``User.session_epoch`` at sign-in.
     epoch: int = 0
+    #: ``internet`` or ``line``: how the sign-in came (a line-only contract accepts only
+    #: sessions that came over a line, also those made before it switched).
+    route: str = "internet"
 
 
 def _store():
@@ -65,7 +68,7 @@ def usable(session: Session) -> bool:
 
 
 def start(*, user_id: str, amr: list[str], acr: str, auth_time: int | None = None,
-          keep: Session | None = None) -> Session:
+          keep: Session | None = None, route: str = "internet") -> Session:
     """Replace any current session with a fresh one (new id) for ``user_id``.
 
     The cookie goes out with whatever response this request sends (``attach``).
@@ -80,7 +83,7 @@ def start(*, user_id: str, amr: list[str], acr: str, auth_time: int | None = Non
     session = Session(user_id=user_id, auth_time=now() if auth_time is None else auth_time,
                       sid=keep.sid if keep else random_token(16), amr=amr, acr=acr,
                       clients=list(keep.clients) if keep else [],
-                      epoch=user.session_epoch if user is not None else -1)
+                      epoch=user.session_epoch if user is not None else -1, route=route)
     _store().put(_PREFIX + sha256_hex(token), asdict(session), _settings().session_ttl)
     g.idp_session = session
     g.idp_session_token = token

@@ -7,6 +7,7 @@ broken deployment in one round instead of one restart per typo.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -127,6 +128,15 @@ class Settings:
     sms_token: str = field(default="", repr=False)
     #: Seconds the gateway may take to answer.
     sms_timeout: float = 5.0
+    #: Reverse proxies in front of the provider (hops): the client address is taken from
+    #: ``X-Forwarded-For`` that many entries from the right, never further.
+    trusted_proxies: int = 0
+    #: Header in which the carrier's gateway sends the caller's line ID (line hosts only).
+    line_id_header: str = "X-Line-Id"
+    #: Header naming the carrier's area (``east`` / ``west``) of that line.
+    line_carrier_header: str = "X-Line-Carrier"
+    #: Addresses (CIDRs) of the gateways allowed to assert those headers.
+    line_gateways: tuple[str, ...] = ()
 
     @property
     def dev(self) -> bool:
@@ -178,6 +188,10 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "sms_url": ("sms", "url"),
     "sms_token": ("sms", "token"),
     "sms_timeout": ("sms", "timeout"),
+    "trusted_proxies": ("server", "trusted_proxies"),
+    "line_id_header": ("line", "id_header"),
+    "line_carrier_header": ("line", "carrier_header"),
+    "line_gateways": ("line", "gateways"),
 }
 _INT_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type == "int"}
 
@@ -200,7 +214,7 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
         if isinstance(raw, bool):
             return raw
         return str(raw).lower() in ("1", "true", "yes", "on")
-    if name == "first_party_clients":
+    if name in ("first_party_clients", "line_gateways"):
         if isinstance(raw, str):
             return tuple(x.strip() for x in raw.split(",") if x.strip())
         return tuple(raw)
@@ -362,6 +376,14 @@ def load_settings(
             "jwks_max_age must be shorter than keys_next_min_age, or relying parties could "
             "see a signature before the key that made it"
         )
+
+    for cidr in values.get("line_gateways", ()):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            problems.append(f"line_gateways: {cidr!r} is not an address or CIDR network")
+    if values.get("trusted_proxies", 0) < 0:
+        problems.append("trusted_proxies must be 0 or more")
 
     if problems:
         raise SettingsError(problems)

@@ -44,12 +44,23 @@ def brand_url(brand: Brand, endpoint: str, **values: object) -> str:
 
 
 def client_address() -> str:
-    """The caller's address as the audit log and rate limits see it.
+    """The caller's address as the audit log, rate limits and line gateways see it.
 
-    Trusted proxy hops are configuration (the line-authentication issue); until then
-    ``remote_addr`` is the peer of the WSGI server.
+    Behind ``trusted_proxies`` reverse proxies, each appends the address it saw to
+    ``X-Forwarded-For``: the client is that many entries from the right. Entries further
+    left are whatever the client sent, so they are never read. A request with fewer
+    entries did not come through the proxies: its peer address counts.
     """
-    return request.remote_addr or ""
+    if "client_address" not in g:
+        hops = settings().trusted_proxies
+        address = request.remote_addr or ""
+        if hops:
+            forwarded = [a.strip() for value in request.headers.getlist("X-Forwarded-For")
+                         for a in value.split(",") if a.strip()]
+            if len(forwarded) >= hops:
+                address = forwarded[-hops]
+        g.client_address = address
+    return g.client_address
 
 
 def language() -> str:

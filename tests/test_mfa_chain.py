@@ -37,17 +37,20 @@ def test_every_problem_of_the_chain_is_listed_at_once(settings):
         {"when": "two_step", "any": ["totp"], "all": ["sms"]},
         {"when": "two_step", "any": []},
         {"when": "two_step", "any": ["email_otp", "email_otp"], "order": 1},
+        {"when": "break_glass", "any": ["totp"], "enrol": "no"},
     ], factors={"email_otp": {"code_ttl": 0, "max_tries": "5", "colour": "red"},
                 "carrier_pigeon": {}})
     assert problems == [
-        "mfa.chain[0]: unknown factor 'fax' (one of sms, totp, recovery, email_otp)",
-        "mfa.chain[1]: unknown condition 'full_moon' (one of always, two_step)",
+        "mfa.chain[0]: unknown factor 'fax' (one of sms, totp, recovery, email_otp, line)",
+        "mfa.chain[1]: unknown condition 'full_moon' (one of always, line, two_step, "
+        "break_glass)",
         "mfa.chain[2]: give exactly one of `any` (alternatives) or `all` (each required), "
         "not both or neither",
         "mfa.chain[3].any: a non-empty list of factor types",
         "mfa.chain[4]: unknown key(s) order",
         "mfa.chain[4].any: a factor is listed twice",
-        "mfa.factors.carrier_pigeon: no such factor (one of sms, totp, recovery, email_otp)",
+        "mfa.chain[5].enrol: true or false",
+        "mfa.factors.carrier_pigeon: no such factor (one of sms, totp, recovery, email_otp, line)",
         "mfa.factors.email_otp: unknown key(s) colour",
         "mfa.factors.email_otp.max_tries: expected int, got '5'",
         "mfa.factors.email_otp: code_ttl must be positive",

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, render_template, request
 
-from .. import ad_settings, contracts, settings_session
+from .. import ad_settings, contracts, lines, settings_session
 from .. import contract_settings as changes
 from ..db import db
 from ..i18n import t
@@ -64,7 +64,7 @@ def access_route(who: Caller) -> Response:
     if request.form.get("step") != "confirm":
         # 設定 -> the confirmation page (アクセス経路変更確認); 変更 there applies it.
         return _page("settings/access_route.html", step="confirm", current=contract.access_route,
-                     route=route)
+                     route=route, no_lines=not lines.listing(contract))
     changes.change_access_route(contract, route, actor=who.user)
     db.session.commit()
     return _done("settings_route_done_title", "settings_route_done", route=route)

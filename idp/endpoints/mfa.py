@@ -28,6 +28,18 @@ def _error_page(key: str, status: int = 400) -> Response:
                     status=status)
 
 
+def _nothing_offered(page: _Page) -> Response:
+    """No step of the pending group can run: a group that does not enrol (break-glass)
+    met a user with nothing enrolled, or the configuration offers nothing."""
+    assert page.pending is not None
+    audit.record("mfa.nothing_offered", actor=audit.actor_of(page.user),
+                 target=f"user:{page.user.id}", contract_id=page.user.contract_id,
+                 reason=page.pending.reason)
+    db.session.commit()
+    key = "mfa_nothing_offered" if page.pending.group.enrol else "mfa_enrolled_factor_needed"
+    return _error_page(key, 403)
+
+
 def _failures() -> Limit:
     s = current_app.extensions["idp.settings"]
     return Limit("mfa-failures", s.mfa_failures_per_user, s.rate_window)
@@ -45,7 +57,8 @@ class _Page:
         state = self.flow.step_state.setdefault(name, {}) if name else {}
         return StepContext(user=self.user, contract=self.contract, brand=brand(),
                            lang=language(), state=state, enrolling=enrolling,
-                           flow_id=self.flow.id)
+                           flow_id=self.flow.id, route=self.flow.route,
+                           line_id=self.flow.line_id, carrier=self.flow.carrier)
 
     def choose(self, wanted: str | None):
         """(step, ctx, the offered steps) for the pending group; step None: nothing fits."""
@@ -146,7 +159,7 @@ def page() -> Response:
         return flows.dispatch(page.flow)
     step, ctx, offered = page.choose(request.args.get("step"))
     if step is None:
-        return _error_page("mfa_nothing_offered", 403)
+        return _nothing_offered(page)
     outcome = step.begin(ctx)
     if isinstance(outcome, Wrong):
         outcome = outcome.page
@@ -163,7 +176,7 @@ def submit() -> Response:
             else _recovery_code_page(page.flow)
     step, ctx, offered = page.choose(request.form.get("step"))
     if step is None:
-        return _error_page("mfa_nothing_offered", 403)
+        return _nothing_offered(page)
     if request.form.get("step") != step.name:
         # A form of a step no longer on offer (another tab switched): show the current one.
         return _after(page, step, ctx, offered, step.begin(ctx))

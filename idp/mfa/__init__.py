@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import email_otp, recovery, sms, totp
+from . import email_otp, line, recovery, sms, totp
 
 FACTORS: dict[str, ModuleType] = {
     "sms": sms,
     "totp": totp,
     "recovery": recovery,
     "email_otp": email_otp,
+    "line": line,
 }

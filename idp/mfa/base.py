@@ -29,6 +29,11 @@ class StepContext:
     enrolling: bool
     #: The flow's id, for what a step keys per sign-in.
     flow_id: str
+    #: The route of the sign-in (``idp.line_route``): ``internet`` or ``line``, with the
+    #: line ID and carrier area a trusted gateway asserted.
+    route: str = "internet"
+    line_id: str | None = None
+    carrier: str | None = None
     #: Run once the step's writes are committed (a mail to deliver): a step must not
     #: act on what a rollback could take back. Dropped with a wrong code's rollback.
     after_commit: list[Callable[[], None]] = field(default_factory=list)

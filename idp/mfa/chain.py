@@ -29,6 +29,8 @@ class Group:
     #: ``any``: one step must finish; ``all``: every step must.
     mode: str
     steps: tuple[str, ...]
+    #: May a user with nothing enrolled enrol here? (Not for a break-glass sign-in.)
+    enrol: bool = True
 
     def satisfied(self, done: set[str]) -> bool:
         hits = [name in done for name in self.steps]
@@ -70,7 +72,7 @@ class Chain:
         is (each must run)."""
         steps = [self.steps[n] for n in group.steps]
         if ctx.enrolling and group.mode == "any":
-            steps = [s for s in steps if s.enrols]
+            steps = [s for s in steps if s.enrols and group.enrol]
         return [s for s in steps if s.usable(ctx)]
 
     def after_enrolment(self, group: Group, ctx: StepContext) -> str | None:
@@ -97,7 +99,7 @@ def open_chain(settings: Settings) -> Chain:
     used: set[str] = set()
     for i, raw in enumerate(settings.mfa_chain):
         where = f"mfa.chain[{i}]"
-        unknown = sorted(set(raw) - {"when", "any", "all"})
+        unknown = sorted(set(raw) - {"when", "any", "all", "enrol"})
         if unknown:
             problems.append(f"{where}: unknown key(s) {', '.join(unknown)}")
         when = raw.get("when", "always")
@@ -120,8 +122,11 @@ def open_chain(settings: Settings) -> Chain:
             if name not in FACTORS:
                 problems.append(f"{where}: unknown factor {name!r} "
                                 f"(one of {', '.join(FACTORS)})")
+        enrol = raw.get("enrol", True)
+        if not isinstance(enrol, bool):
+            problems.append(f"{where}.enrol: true or false")
         used.update(names)
-        groups.append(Group(when=when, mode=modes[0], steps=tuple(names)))
+        groups.append(Group(when=when, mode=modes[0], steps=tuple(names), enrol=enrol is True))
     for name in sorted(set(settings.mfa_factors) - set(FACTORS)):
         problems.append(f"mfa.factors.{name}: no such factor (one of {', '.join(FACTORS)})")
     steps: dict[str, Step] = {}

@@ -11,10 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..contract_settings import two_step_in_force
+from ..line_route import INTERNET, LINE
 from ..models import Contract, User
-
-#: The route a request came by (SPEC §7): the internet host, or the carrier's line host.
-INTERNET = "internet"
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,8 @@ class Situation:
     demanded: bool = False
     #: The client demanded a fresh sign-in (``max_age`` passed, ``prompt=login``).
     fresh: bool = False
+    #: What the sign-in is for: ``oidc``, ``session`` or ``settings`` (``idp.flow``).
+    purpose: str = "oidc"
 
 
 Condition = Callable[[Situation], str | None]
@@ -66,12 +66,36 @@ def two_step(s: Situation) -> str | None:
     return None
 
 
-def step_up_possible(user: User) -> bool:
-    """Can the chain raise this user's sign-in to the multi-factor level at all?"""
-    return user.login_method == "password"
+def break_glass(s: Situation) -> str | None:
+    """SPEC §7: the owner of a ``line-only`` contract signs in to the settings menu from
+    the internet, to switch back after registering a wrong line. Allowed, but only with an
+    enrolled factor or the recovery code (its group sets ``enrol = false``)."""
+    if s.contract.access_route == "line-only" and s.route == INTERNET \
+            and s.purpose == "settings" and s.user.role == "owner":
+        return "owner of a line-only contract from the internet"
+    return None
+
+
+def line(s: Situation) -> str | None:
+    """SPEC §7: a sign-in over a line host is checked against the contract's lines, and
+    under ``line-only`` every sign-in must be one (whatever the login method), except the
+    owner's break-glass one."""
+    if s.route == LINE:
+        return "line route"
+    if s.contract.access_route == "line-only" and break_glass(s) is None:
+        return "the contract allows registered lines only"
+    return None
+
+
+def step_up_possible(user: User, route: str = INTERNET) -> bool:
+    """Can the chain raise this user's sign-in to the multi-factor level at all? A
+    password user can enrol a factor; over a line, the line is one."""
+    return user.login_method == "password" or route == LINE
 
 
 CONDITIONS: dict[str, Condition] = {
     "always": always,
+    "line": line,
     "two_step": two_step,
+    "break_glass": break_glass,
 }

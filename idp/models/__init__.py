@@ -5,6 +5,7 @@ from .client import Client, InitialAccessToken
 from .consent import Consent
 from .contract import Contract
 from .kv import KeyValue
+from .line import ContractLine
 from .mail import MailMessage
 from .mfa import Factor, RecoveryCode, RememberedBrowser, SmsOutboxMessage, UsedTotpStep
 from .ticket import Ticket
@@ -16,6 +17,7 @@ __all__ = [
     "Client",
     "Consent",
     "Contract",
+    "ContractLine",
     "Factor",
     "InitialAccessToken",
     "KeyValue",

@@ -1,4 +1,4 @@
-"""Contract console for owners and admins: users, invitations, mails (SPEC §10, users).
+"""Contract console for owners and admins: users, invitations, mails, line IDs (SPEC §10).
 
 Signed in with the provider's browser session; every request re-reads the caller and
 checks role and contract, so a demotion, a disabled account or an ended contract takes
@@ -18,15 +18,18 @@ from flask import (
     request,
     url_for,
 )
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
-from .. import contracts, email_change, invitations, user_admin
+from .. import contracts, email_change, invitations, lines, user_admin
 from .. import login_method_change as method_change
 from .. import session as sessions
 from ..accounts import AccountError, normalise_email, valid_email
 from ..db import db
 from ..i18n import MESSAGES, t
+from ..lines import LineIdError
 from ..mfa import enrolment
-from ..models import MailMessage, User
+from ..models import Contract, ContractLine, MailMessage, User
 from ..notify import mail
 from ..oauth.tokens import revoke_access_tokens
 from ..web import language
@@ -35,6 +38,8 @@ from .contract_settings import local_time
 bp = Blueprint("admin", __name__)
 
 ADMIN_ROLES = ("owner", "admin")
+#: Where a refused POST sends the caller back to after signing in (a POST is not replayed).
+_LINE_ENDPOINTS = ("admin.add_line", "admin.remove_line")
 
 
 @bp.before_request
@@ -45,9 +50,9 @@ def _require_admin() -> Response | None:
     epoch = getattr(session, "epoch", None)
     if caller is None or (epoch is not None and epoch != caller.session_epoch):
         # Not signed in, or signed in before a revocation: sign in (again) and come back
-        # (to the page itself; after a refused POST, to the list, as a POST is not replayed).
+        # (to the page itself; after a refused POST, to its list page, as a POST is not replayed).
         back = request.full_path.rstrip("?") if request.method == "GET" else url_for(
-            "admin.users")
+            "admin.lines_list" if request.endpoint in _LINE_ENDPOINTS else "admin.users")
         return redirect(url_for("login.login", next=back))
     if caller.role not in ADMIN_ROLES or not contracts.user_usable(caller, epoch=epoch):
         abort(403)
@@ -258,3 +263,94 @@ def email(user_id: str) -> Response:
     done = "admin_email_change_sent" if changed else "admin_method_change_sent"
     _delivered(message, t(done, email=address))
     return _back(target)
+
+
+# -- line IDs (回線認証設定, SPEC §7) ------------------------------------------------------
+
+
+def _contract() -> Contract:
+    contract = db.session.get(Contract, _caller().contract_id)
+    if contract is None:
+        abort(403)
+    return contract
+
+
+def _registrants(rows: list[ContractLine], contract_id: str) -> dict[str, str]:
+    """``user:<id>`` -> that person's email, for the people of this contract only."""
+    ids = {r.created_by.removeprefix("user:") for r in rows if r.created_by.startswith("user:")}
+    if not ids:
+        return {}
+    people = db.session.scalars(select(User).where(User.id.in_(ids),
+                                                   User.contract_id == contract_id))
+    return {f"user:{u.id}": u.email for u in people}
+
+
+def _lines_page(*, error: str | None = None, typed: str = "", status: int = 200) -> Response:
+    contract = _contract()
+    rows = lines.listing(contract)
+    body = render_template(
+        "admin/lines.html", caller=_caller(), route=contract.access_route, lines=rows,
+        registrants=_registrants(rows, contract.id), local_time=local_time, error=error,
+        typed=typed)
+    return Response(body, status=status)
+
+
+def _lock_contract() -> Contract:
+    """The caller's contract, re-read after taking its row lock until the commit.
+
+    Removals of the last lines and an access-route change (it writes the same row) are
+    serialised, so two admins removing the contract's last two lines at once cannot both
+    miss the line-only warning. A no-op write takes PostgreSQL's row lock and SQLite's
+    write lock alike.
+    """
+    contract_id = _caller().contract_id
+    db.session.execute(update(Contract).where(Contract.id == contract_id)
+                       .values(access_route=Contract.access_route)
+                       .execution_options(synchronize_session=False))
+    contract = db.session.get(Contract, contract_id, populate_existing=True)
+    if contract is None:
+        abort(403)
+    return contract
+
+
+@bp.get("/admin/lines")
+def lines_list() -> Response:
+    return _lines_page()
+
+
+@bp.post("/admin/lines")
+def add_line() -> Response:
+    typed = request.form.get("line_id", "")
+    try:
+        row = lines.register(_contract(), typed, actor=_caller())
+        db.session.commit()
+    except LineIdError as exc:
+        db.session.rollback()
+        return _lines_page(error=t(str(exc)), typed=typed, status=400)
+    except IntegrityError:
+        # The same ID registered by someone else in the same moment (unique constraint).
+        db.session.rollback()
+        return _lines_page(error=t("line_id_taken"), typed=typed, status=400)
+    flash(t("admin_lines_added", line_id=row.line_id), "info")
+    return redirect(url_for("admin.lines_list"))
+
+
+@bp.post("/admin/lines/<line_id>/remove")
+def remove_line(line_id: str) -> Response:
+    """Remove a line ID. Under ``line-only`` the last one is removed only after a warning:
+    without a registered line nobody signs in but the owner's break-glass (SPEC §7)."""
+    contract = _lock_contract()
+    row = lines.find(contract.id, line_id)
+    if row is None:
+        db.session.rollback()
+        abort(404)
+    count = db.session.scalar(select(func.count()).select_from(ContractLine)
+                              .where(ContractLine.contract_id == contract.id))
+    if (contract.access_route == "line-only" and count == 1
+            and request.form.get("confirmed") != "yes"):
+        db.session.rollback()
+        return Response(render_template("admin/confirm_line_removal.html", line_id=row.line_id))
+    lines.remove(contract, row.line_id, actor=_caller())
+    db.session.commit()
+    flash(t("admin_lines_removed", line_id=line_id), "info")
+    return redirect(url_for("admin.lines_list"))

@@ -10,7 +10,24 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 install: $(STAMP)
 
+# python-ldap builds against OpenLDAP's and Cyrus SASL's headers; pysaml2 runs xmlsec1.
+SYSTEM_PACKAGES := libldap2-dev libsasl2-dev xmlsec1
+
 $(STAMP): setup.cfg pyproject.toml
+	@missing=""; \
+	test -f /usr/include/ldap.h || missing="$$missing libldap2-dev"; \
+	test -f /usr/include/sasl/sasl.h || missing="$$missing libsasl2-dev"; \
+	command -v xmlsec1 >/dev/null 2>&1 || missing="$$missing xmlsec1"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing system packages:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing || exit 1; \
+	  else \
+	    echo "missing system packages:$$missing"; \
+	    echo "install them first, e.g.: sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

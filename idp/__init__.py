@@ -58,6 +58,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     # A misconfigured chain stops the provider here, every problem listed.
     app.extensions["idp.chain"] = open_chain(settings)
+    from .connectors import open_connectors
+
+    app.extensions["idp.connectors"] = open_connectors(settings)
     app.extensions["idp.keys"] = KeyRing(
         KeyStore(settings.keys_dir, settings.keys_kek or settings.secret_key)
     )

@@ -43,9 +43,9 @@ ACR_MFA = "urn:idp:loa:2"
 ACR_LEVELS = (ACR_PASSWORD, ACR_MFA)
 UI_LANGUAGES = ("ja", "en")
 
-#: What a flow ends in: the authorization response, a browser session (``next``), or a
-#: settings-menu session.
-OIDC, SESSION, SETTINGS = "oidc", "session", "settings"
+#: What a flow ends in: the authorization response, a browser session (``next``), a
+#: settings-menu session, or (``link``) no session at all: an upstream account linked.
+OIDC, SESSION, SETTINGS, LINK = "oidc", "session", "settings", "link"
 
 
 @dataclass
@@ -103,7 +103,8 @@ def _store():
     return current_app.extensions["idp.store"]
 
 
-def _ttl() -> int:
+def ttl() -> int:
+    """Seconds a login flow (and what hangs off it) lives."""
     return current_app.extensions["idp.settings"].login_ttl
 
 
@@ -121,7 +122,7 @@ def begin(req: AuthRequest | None, browser: str, *, purpose: str = OIDC,
 
 
 def save(flow: LoginFlow) -> None:
-    _store().put(_PREFIX + flow.id, asdict(flow), _ttl())
+    _store().put(_PREFIX + flow.id, asdict(flow), ttl())
 
 
 def load(flow_id: str | None, browser: str) -> LoginFlow | None:

@@ -137,6 +137,10 @@ class Settings:
     line_carrier_header: str = "X-Line-Carrier"
     #: Addresses (CIDRs) of the gateways allowed to assert those headers.
     line_gateways: tuple[str, ...] = ()
+    #: Upstream connectors by id (``[connectors.<id>]``: ``type``, ``enabled`` and the
+    #: type's settings, documented on each connector module's ``Config``). Any key can be
+    #: set from the environment as ``IDP_CONNECTOR_<ID>_<KEY>`` (secrets belong there).
+    connectors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def dev(self) -> bool:
@@ -248,6 +252,35 @@ def _load_brands(directory: Path, problems: list[str]) -> dict[str, Brand]:
     return brands
 
 
+def _connectors(tables: Mapping[str, Any], environ: Mapping[str, str],
+                problems: list[str]) -> dict[str, dict[str, Any]]:
+    """``[connectors.<id>]`` tables with ``IDP_CONNECTOR_<ID>_<KEY>`` overrides."""
+    found: dict[str, dict[str, Any]] = {}
+    for cid, table in tables.items():
+        if not isinstance(table, dict) or not isinstance(table.get("type"), str):
+            problems.append(f"connectors.{cid}: a table with a `type`")
+            continue
+        values = dict(table)
+        prefix = "IDP_CONNECTOR_" + cid.upper().replace("-", "_") + "_"
+        for name, raw in environ.items():
+            if name.startswith(prefix):
+                key = name[len(prefix):].lower()
+                current = values.get(key)
+                if isinstance(current, bool):
+                    values[key] = raw.lower() in ("1", "true", "yes", "on")
+                elif isinstance(current, int):
+                    try:
+                        values[key] = int(raw)
+                    except ValueError:
+                        problems.append(f"{name}: expected an integer")
+                elif isinstance(current, list):
+                    values[key] = [x.strip() for x in raw.split(",") if x.strip()]
+                else:
+                    values[key] = raw
+        found[cid] = values
+    return found
+
+
 def _anchor_sqlite(url: str) -> str:
     """A relative SQLite path means the project's, not the current directory's."""
     prefix = "sqlite:///"
@@ -305,6 +338,9 @@ def load_settings(
         values["mfa_chain"] = tuple(dict(group) for group in mfa.get("chain", ()))
     if "mfa_factors" not in values:
         values["mfa_factors"] = {k: dict(v) for k, v in mfa.get("factors", {}).items()}
+
+    if "connectors" not in values:
+        values["connectors"] = _connectors(data.get("connectors", {}), environ, problems)
 
     base = path.parent
     brands_dir = base / data.get("brands", {}).get("dir", "brands")

@@ -116,3 +116,13 @@ def _save(session: SettingsSession) -> None:
     record = asdict(session)
     record.pop("key")
     _store().put(session.key, record, max(1, remaining))
+
+
+def alive(key: str, user_id: str) -> bool:
+    """Is the session stored under ``key`` still live for ``user_id``? (For pages outside
+    /settings, which do not receive its cookie, that act on its authority.)"""
+    record = _store().get(key)
+    if record is None or record.get("user_id") != user_id:
+        return False
+    t = now()
+    return t - record["seen_at"] < IDLE and t - record["started_at"] < ABSOLUTE

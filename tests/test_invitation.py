@@ -125,7 +125,8 @@ def test_invitee_registers_a_password_by_the_mailed_link_and_then_signs_in(
         assert expected in shown
     assert (texts["ntt"] in shown) == (texts["omakase"] in shown) == (brand == "work")
     assert texts["ad"] not in shown  # the contract has not set up AD
-    assert 'disabled>' in shown  # upstream buttons are there but cannot be used yet
+    # Upstream buttons are there but cannot be used until the operator configures them.
+    assert 'disabled data-connector="google"' in shown
 
     # Opening the link (as a mail scanner would) registers nothing.
     open_link(app.test_client(), mail, lang=lang)

@@ -3,6 +3,7 @@
 from . import (
     admin,
     authorize,
+    connect,
     consent,
     contract_settings,
     discovery,
@@ -29,6 +30,7 @@ BLUEPRINTS = (
     authorize.bp,
     login.bp,
     mfa.bp,
+    connect.bp,
     consent.bp,
     token.bp,
     userinfo.bp,

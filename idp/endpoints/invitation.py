@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, render_template, request
 
-from .. import invitations
+from .. import invitations, linking
 from ..accounts import AccountError
 from ..i18n import t
 from ..models import Contract, User
 from ..passwords import PolicyViolation
 from ..tickets import TicketError
 from ..web import brand
+from .connect import begin_link
 
 bp = Blueprint("invitation", __name__)
 
@@ -25,17 +26,32 @@ def _problem(message: str, status: int = 400) -> Response:
                                     message=message), status=status)
 
 
-def _connectors(contract: Contract) -> list[str]:
-    """The brand's upstream buttons; AD only once the contract has set it up."""
-    return [c for c in brand().connectors
-            if c != "active_directory" or contract.connection_id]
-
-
 def _form(token: str, user: User, contract: Contract, *, error: str | None = None,
           status: int = 200) -> Response:
     body = render_template("invitation/register.html", token=token, user=user,
-                           connectors=_connectors(contract), error=error)
+                           choices=linking.choices(user, contract, brand().connectors),
+                           error=error)
     return Response(body, status=status)
+
+
+@bp.post("/invitation/link")
+def link() -> Response:
+    """Register with an upstream account: off to it, then its account is shown to confirm
+    (``idp.endpoints.connect``); only that confirmation uses the invitation."""
+    token = request.form.get("ticket", "")
+    try:
+        _, user, contract = invitations.open_ticket(token, brand_id=brand().id)
+    except TicketError as exc:
+        return _problem(t(f"ticket_{exc.reason}"))
+    except AccountError as exc:
+        return _problem(t(str(exc)), 403)
+    try:
+        connector_id = linking.chosen(user, contract, brand().connectors,
+                                      request.form.get("method", ""),
+                                      request.form.get("connection_id"))
+    except AccountError as exc:
+        return _form(token, user, contract, error=t(str(exc)), status=400)
+    return begin_link(connector_id=connector_id, kind="invitation", user=user, ticket=token)
 
 
 @bp.route("/invitation", methods=["GET", "POST"])

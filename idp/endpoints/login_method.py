@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, render_template, request
 
+from .. import linking
 from .. import login_method_change as changes
 from ..accounts import AccountError
 from ..i18n import t
@@ -18,6 +19,7 @@ from ..passwords import PolicyViolation
 from ..passwords import check_new as check_new_password
 from ..tickets import TicketError
 from ..web import brand
+from .connect import begin_link
 
 bp = Blueprint("login_method", __name__)
 
@@ -29,11 +31,31 @@ def _problem(message: str, status: int = 400) -> Response:
 
 def _page(token: str, user: User, contract: Contract, *, error: str | None = None,
           status: int = 200) -> Response:
-    upstream = [c for c in brand().connectors if c != "active_directory"]
     body = render_template("login_method/change.html", token=token, user=user,
-                           current=changes.method_name(user.login_method), upstream=upstream,
-                           ad=changes.ad_available(user, contract), error=error)
+                           current=changes.method_name(user.login_method),
+                           choices=linking.choices(user, contract, brand().connectors),
+                           error=error)
     return Response(body, status=status)
+
+
+@bp.post("/login-method/link")
+def link() -> Response:
+    """Change to an upstream account: off to it, then its account is shown to confirm;
+    only that confirmation uses the link."""
+    token = request.form.get("ticket", "")
+    try:
+        _, user, contract = changes.open_ticket(token, brand_id=brand().id)
+    except TicketError as exc:
+        return _problem(t(f"ticket_{exc.reason}"))
+    except AccountError as exc:
+        return _problem(t(str(exc)), 403)
+    try:
+        connector_id = linking.chosen(user, contract, brand().connectors,
+                                      request.form.get("method", ""),
+                                      request.form.get("connection_id"))
+    except AccountError as exc:
+        return _page(token, user, contract, error=t(str(exc)), status=400)
+    return begin_link(connector_id=connector_id, kind="method", user=user, ticket=token)
 
 
 @bp.route("/login-method", methods=["GET", "POST"])

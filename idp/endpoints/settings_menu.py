@@ -20,7 +20,7 @@ from flask import (
     url_for,
 )
 
-from .. import audit, contracts, settings_session
+from .. import audit, contracts, linking, settings_session
 from .. import email_change as email_changes
 from .. import flow as flows
 from .. import session as sessions
@@ -37,6 +37,7 @@ from ..security import verify_password
 from ..settings_access import PERSONAL, Caller, may_enter, personal_allowed, requires
 from ..signin import password_sign_in
 from ..web import brand, language
+from .connect import begin_link
 from .contract_settings import ENDPOINTS as CONTRACT_ENDPOINTS
 from .contract_settings import local_time
 
@@ -64,11 +65,6 @@ MAX_WRONG_CURRENT = 5
 
 def _page(template: str, status: int = 200, **context: Any) -> Response:
     return Response(render_template(template, **context), status=status)
-
-
-def _upstream(*, owner: bool) -> list[str]:
-    # The owner can never choose AD (SPEC §3); connectors come in a later issue.
-    return [c for c in brand().connectors if not (owner and c == "active_directory")]
 
 
 # -- sign-in and sign-out -----------------------------------------------------------------
@@ -229,12 +225,12 @@ def email_change(who: Caller) -> Response:
 @bp.route("/settings/login-method", methods=["GET", "POST"])
 @requires("login_method")
 def login_method(who: Caller) -> Response:
-    upstream = _upstream(owner=who.user.role == "owner")
+    choices = linking.choices(who.user, who.contract, brand().connectors)
 
     label = f"settings_connector_{who.user.login_method}"
 
     def page(status: int = 200, error: str | None = None) -> Response:
-        return _page("settings/login_method.html", status, user=who.user, upstream=upstream,
+        return _page("settings/login_method.html", status, user=who.user, choices=choices,
                      method_label=t(label) if label in MESSAGES else who.user.login_method,
                      error=error)
 
@@ -242,9 +238,16 @@ def login_method(who: Caller) -> Response:
         return page()
     method = request.form.get("method", "")
     if method != "password":
-        # Upstream accounts are linked through their connector (a later issue); AD never
-        # for the owner. Nothing here can link an account without its connector.
-        return page(409 if method in upstream else 400, t("settings_method_not_available"))
+        # An upstream account is linked through its connector, after the user saw and
+        # confirmed it (idp.endpoints.connect); AD never for the owner (not on offer).
+        try:
+            connector_id = linking.chosen(who.user, who.contract, brand().connectors, method,
+                                          request.form.get("connection_id"))
+        except AccountError:
+            offered = dict(choices)
+            return page(409 if method in offered else 400, t("settings_method_not_available"))
+        return begin_link(connector_id=connector_id, kind="settings", user=who.user,
+                          ticket=None, settings_key=who.session.key)
     password = request.form.get("password", "")
     confirmation = request.form.get("password_confirmation", "")
     if not password or not confirmation:

@@ -103,32 +103,3 @@ class IssuesAfterEnrolment(Protocol):
     (the recovery code, SPEC §4.4)."""
 
     def after_enrolment(self, ctx: StepContext) -> str: ...
-
-
-def config_of(cls: type, raw: Mapping[str, Any], name: str, problems: list[str]) -> Any:
-    """``cls(**raw)`` for a factor's frozen ``Config``, every problem reported."""
-    import dataclasses
-
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        problems.append(f"mfa.factors.{name}: unknown key(s) {', '.join(unknown)}")
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in known:
-            continue
-        default = known[key].default
-        expected = type(default) if default is not dataclasses.MISSING else None
-        if expected is tuple and isinstance(value, list):
-            value = tuple(value)
-        wrong_type = expected is not None and not isinstance(value, expected)
-        if wrong_type or (isinstance(value, bool) and expected is not bool):
-            shown = expected.__name__ if expected is not None else "a value"
-            problems.append(f"mfa.factors.{name}.{key}: expected {shown}, got {value!r}")
-            continue
-        values[key] = value
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as exc:
-        problems.append(f"mfa.factors.{name}: {exc}")
-        return None

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..plugins import config_of
 from ..settings import Settings, SettingsError
 from .base import Step, StepContext
 from .policy import CONDITIONS, Situation
@@ -132,9 +133,8 @@ def open_chain(settings: Settings) -> Chain:
     steps: dict[str, Step] = {}
     for name in sorted(used & set(FACTORS)):
         module = FACTORS[name]
-        from .base import config_of
-
-        config = config_of(module.Config, settings.mfa_factors.get(name, {}), name, problems)
+        config = config_of(module.Config, settings.mfa_factors.get(name, {}),
+                           f"mfa.factors.{name}", problems)
         if config is None:
             continue
         try:

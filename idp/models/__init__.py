@@ -4,6 +4,7 @@ from .audit import AuditEvent
 from .client import Client, InitialAccessToken
 from .consent import Consent
 from .contract import Contract
+from .identity import LinkedIdentity
 from .kv import KeyValue
 from .line import ContractLine
 from .mail import MailMessage
@@ -21,6 +22,7 @@ __all__ = [
     "Factor",
     "InitialAccessToken",
     "KeyValue",
+    "LinkedIdentity",
     "MailMessage",
     "RecoveryCode",
     "RefreshToken",

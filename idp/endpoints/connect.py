@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -38,7 +39,7 @@ from ..notify import mail
 from ..oauth.tokens import revoke_access_tokens
 from ..security import random_token, sha256_hex
 from ..tickets import TicketError
-from ..web import brand_url, csrf
+from ..web import csrf
 from .login import safe_next
 
 bp = Blueprint("connect", __name__)
@@ -97,7 +98,9 @@ def _go(connector: Any, flow: flows.LoginFlow, *, callback_url: str, link: bool)
                               "nonce": nonce, "keep": dict(started.keep),
                               "callback_url": callback_url}
     flows.save(flow)
-    _store().put(_STATE + sha256_hex(state), {"flow": flow.id}, flows.ttl())
+    # The host the sign-in began on: a cross-site POST back (SAML) continues there.
+    _store().put(_STATE + sha256_hex(state), {"flow": flow.id, "host": request.host},
+                 flows.ttl())
     if isinstance(started.go, AutoPost):
         response = _page("form_post.html", action=started.go.url, params=dict(started.go.fields))
     else:
@@ -241,8 +244,10 @@ def ad_login(connection_id: str) -> Response:
 
 def _ad_password_page(flow: flows.LoginFlow, connection_id: str, *, username: str = "",
                       status: int = 200, error: str | None = None) -> Response:
-    return _page("connect/ad_password.html", status, flow_id=flow.id,
-                 connection_id=connection_id, username=username, error=error)
+    response = _page("connect/ad_password.html", status, flow_id=flow.id,
+                     connection_id=connection_id, username=username, error=error)
+    sessions.browser_id(response)  # the flow it names is bound to this browser
+    return response
 
 
 _POSTED = "saml-posted:"
@@ -263,12 +268,20 @@ def ad_acs(connection_id: str) -> Response:
         return _failed("invalid", None)
     _store().put(_POSTED + sha256_hex(relay), {"SAMLResponse": response}, 300)
     # The ACS is one fixed URL per contract (ADFS is told it); the flow's cookies belong
-    # to the brand's internet host, where the sign-in began.
-    contract = _contract(connection_id)
-    assert contract is not None
-    b = current_app.extensions["idp.settings"].brands[contract.brand]
-    return redirect(brand_url(b, "connect.ad_acs_continue", connection_id=connection_id,
-                              state=relay), code=303)
+    # to the host where the sign-in began (a brand's host), so continue there.
+    started = _store().get(_STATE + sha256_hex(relay)) or {}
+    path = url_for("connect.ad_acs_continue", connection_id=connection_id, state=relay)
+    host = started.get("host")
+    if host and host != request.host and host in _our_hosts():
+        return redirect(f"{request.scheme}://{host}{path}", code=303)
+    return redirect(path, code=303)
+
+
+def _our_hosts() -> set[str]:
+    cfg = current_app.extensions["idp.settings"]
+    hosts = {b.internet_host for b in cfg.brands.values()}
+    hosts |= {b.line_host for b in cfg.brands.values()}
+    return {h.lower() for h in hosts} | {urlsplit(cfg.issuer).netloc.lower()}
 
 
 @bp.get("/ad/<connection_id>/saml/continue")
@@ -322,8 +335,10 @@ def _begin_link(*, connector_id: str, kind: str, user: User, ticket: str | None,
         if contract is None or not contract.connection_id:
             abort(404)
         flows.save(flow)
-        return redirect(url_for("connect.ad_login", connection_id=contract.connection_id,
-                                flow=flow.id))
+        response = redirect(url_for("connect.ad_login", connection_id=contract.connection_id,
+                                    flow=flow.id))
+        sessions.browser_id(response)
+        return response
     connector = connectors.get(connector_id)
     if connector is None or not connectors.is_callback(connector):
         abort(404)

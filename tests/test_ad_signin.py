@@ -157,3 +157,14 @@ def test_the_owner_is_never_offered_ad(app, owner, client):
         "csrf_token": csrf_from(page), "method": "active_directory",
         "connection_id": CONNECTION_ID})
     assert refused.status_code == 400
+
+
+def test_the_sp_metadata_for_adfs_is_published_at_its_entity_id(app, owner, client):
+    response = client.get(f"/ad/{CONNECTION_ID}/saml")
+    assert response.status_code == 200
+    assert response.mimetype == "application/samlmetadata+xml"
+    xml = text(response)
+    assert f'entityID="http://localhost/ad/{CONNECTION_ID}/saml"' in xml
+    assert f"/ad/{CONNECTION_ID}/saml/acs" in xml
+    assert "PRIVATE KEY" not in xml
+    assert client.get("/ad/adfs-000000000000000000/saml").status_code == 404

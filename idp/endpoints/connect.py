@@ -250,6 +250,21 @@ def _ad_password_page(flow: flows.LoginFlow, connection_id: str, *, username: st
     return response
 
 
+@bp.get("/ad/<connection_id>/saml")
+def ad_saml_metadata(connection_id: str) -> Response:
+    """Our SP's metadata for the contract (its entity ID is this URL): what the owner
+    gives ADFS (a relying party trust from metadata). Nothing secret is in it."""
+    contract = _contract(connection_id)
+    try:
+        connector = _ad_connector(contract)
+    except ConnectorError:
+        connector = None
+    xml = getattr(connector, "sp_metadata_xml", None)
+    if xml is None:
+        abort(404)
+    return Response(xml, mimetype="application/samlmetadata+xml")
+
+
 _POSTED = "saml-posted:"
 _MAX_SAML = 256 * 1024
 

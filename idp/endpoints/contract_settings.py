@@ -124,6 +124,7 @@ def active_directory(who: Caller) -> Response:
     def page(status: int = 200, **context: Any) -> Response:
         return _page("settings/active_directory.html", status,
                      connection_id=contract.connection_id,
+                     ad_type=(contract.ad_settings or {}).get("type"),
                      has_password=bool((contract.ad_settings or {}).get("bind_password_enc")),
                      **context)
 

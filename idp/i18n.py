@@ -87,3 +87,12 @@ def t(key: str, lang: str | None = None, **values: str) -> str:
     text = MESSAGES[key].get(lang or language()) or MESSAGES[key]["ja"]
     return text.format(**values) if values else text
 
+
+
+def method_label(method: str, lang: str | None = None) -> str:
+    """A login method's display name (``google`` -> "Googleアカウント"); a contract's AD
+    connection ID reads as Active Directory, and a connector without a name as its id."""
+    if method.startswith("adfs-"):
+        method = "active_directory"
+    key = f"login_method_name_{method}"
+    return t(key, lang) if key in MESSAGES else method

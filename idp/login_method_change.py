@@ -66,10 +66,9 @@ def open_ticket(token: str | None, *, brand_id: str) -> tuple[Ticket, User, Cont
 
 def method_name(method: str) -> str:
     """The method's display name in the request's language (its id if it has none)."""
-    from .i18n import MESSAGES, t
+    from .i18n import method_label
 
-    key = f"login_method_name_{method}"
-    return t(key) if key in MESSAGES else method
+    return method_label(method)
 
 
 def ad_available(user: User, contract: Contract) -> bool:

@@ -124,6 +124,6 @@ def init_web(app: Flask) -> None:
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
-    from .i18n import t
+    from .i18n import method_label, t
 
-    app.jinja_env.globals.update(brand=brand, lang=language, t=t)
+    app.jinja_env.globals.update(brand=brand, lang=language, t=t, method_label=method_label)

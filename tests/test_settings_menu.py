@@ -65,20 +65,22 @@ def test_the_login_page_links_to_the_settings_sign_in(client):
 
 @pytest.mark.parametrize(("base_url", "headers", "title", "buttons"), [
     (CODEC, None, "認証・契約情報変更ログイン",
-     ["Googleアカウントでログイン", "dアカウントでログイン",
-      "Active Directoryアカウントでログイン"]),
+     ["Googleアカウントでログイン", "dアカウントでログイン"]),
     (WORK, None, "認証・契約情報変更ログイン",
      ["NTT東日本ビジネスIDでログイン", "おまかせログインアカウントでログイン"]),
     (CODEC, EN, "Sign in to change sign-in and contract settings",
      ["Sign in with Google account", "Sign in with Facebook account"]),
 ], ids=["codec-ja", "work-ja", "codec-en"])
-def test_the_settings_sign_in_page_offers_password_and_unconfigured_upstream_buttons(
+def test_the_settings_sign_in_page_offers_password_and_upstream_buttons(
         client, base_url, headers, title, buttons):
     page = text(client.get("/settings/login", base_url=base_url, headers=headers))
     assert title in page
     assert 'name="password"' in page
-    for label in buttons:
-        assert re.search(rf"disabled>{re.escape(label)}</button>", page), label
+    for label in buttons:  # shown, not usable until the operator configures them
+        assert re.search(rf'disabled data-connector="[a-z_]+">{re.escape(label)}</button>',
+                         page), label
+    # AD is always usable: it asks for the connection ID, into the settings menu.
+    assert 'href="/ad?purpose=settings"' in page
     if base_url == CODEC:
         assert "NTT東日本ビジネスID" not in page
 

@@ -240,3 +240,17 @@ def test_a_facebook_user_cannot_switch_straight_to_another_facebook_account(
     refused = browser.get(location(at_facebook(browser, graph, dialog)))
     assert refused.status_code == 409
     assert "別のFacebookアカウントへ直接変更することはできません" in text(refused)
+
+
+def test_a_facebook_user_signs_in_to_the_settings_menu_with_facebook(app, client, factory,
+                                                                     graph):
+    user = factory.user()
+    link_facebook(app, user)
+    page = text(client.get("/settings/login"))
+    button = re.search(r'href="(/connect/facebook\?purpose=settings)"', page).group(1)
+    dialog = location(client.get(button))
+    assert location(at_facebook(client, graph, dialog)) == "/settings"
+    menu = client.get("/settings")
+    assert menu.status_code == 200
+    # No password to change for an upstream user.
+    assert "/settings/password" not in text(menu)

@@ -17,10 +17,11 @@ from flask import current_app
 from ..models import Contract
 from ..plugins import config_of
 from ..settings import Settings, SettingsError
-from . import facebook, saml
+from . import facebook, oidc, saml
 from .base import CallbackConnector, PasswordConnector
 
 TYPES: dict[str, ModuleType] = {
+    "oidc": oidc,
     "facebook": facebook,
 }
 AD_TYPES: dict[str, ModuleType] = {

@@ -72,14 +72,17 @@ def _retry_url(flow: flows.LoginFlow | None) -> str:
     return url_for("login.login")
 
 
-def _flow_for_start(*, purpose: str = flows.SESSION) -> flows.LoginFlow:
-    """The sign-in flow this button belongs to, or a new one outside OIDC (``next``)."""
+def _flow_for_start() -> flows.LoginFlow:
+    """The sign-in flow this button belongs to, or a new one outside OIDC: into the
+    settings menu (``purpose=settings``) or a session for ``next``."""
     browser = sessions.browser_id()
     flow_id = request.values.get("flow")
     flow = flows.load(flow_id, browser) if flow_id else None
     if flow_id and flow is None:
         abort(400)
     if flow is None:
+        purpose = flows.SETTINGS if request.values.get("purpose") == "settings" \
+            else flows.SESSION
         flow = flows.begin(None, browser, purpose=purpose,
                            next_url=safe_next(request.values.get("next")))
     flows.use_ui_locales(flow)
@@ -196,13 +199,16 @@ def ad_entry() -> Response:
     typed = (request.args.get("connection_id") or "").strip().lower()
     flow_id = request.args.get("flow")
     next_url = safe_next(request.args.get("next"))
+    purpose = "settings" if request.args.get("purpose") == "settings" else None
     if typed:
         if _contract(typed) is not None:
             return redirect(url_for("connect.ad_login", connection_id=typed, flow=flow_id,
-                                    next=next_url))
+                                    next=next_url, purpose=purpose))
         return _page("connect/ad_connection.html", 400, flow_id=flow_id, next_url=next_url,
-                     typed=typed, error=t("connector_ad_unknown_connection"))
-    return _page("connect/ad_connection.html", flow_id=flow_id, next_url=next_url, typed="")
+                     purpose=purpose, typed=typed,
+                     error=t("connector_ad_unknown_connection"))
+    return _page("connect/ad_connection.html", flow_id=flow_id, next_url=next_url,
+                 purpose=purpose, typed="")
 
 
 def _ad_connector(contract: Contract | None) -> Any:
@@ -415,6 +421,30 @@ def confirm() -> Response:
 
 
 def linking_method_name(connector_id: str) -> str:
-    from ..login_method_change import method_name
+    from ..i18n import method_label
 
-    return method_name("active_directory" if linking.is_ad(connector_id) else connector_id)
+    return method_label(connector_id)
+
+
+def buttons(*, flow_id: str | None = None, next_url: str | None = None,
+            purpose: str | None = None) -> list[tuple[str, str | None]]:
+    """The brand's upstream sign-in buttons (SPEC §1): (id, where it goes, or None when
+    the operator has not configured it). ``purpose="settings"``: into the settings menu."""
+    from ..web import brand
+
+    params: dict[str, str] = {}
+    if flow_id:
+        params["flow"] = flow_id
+    elif next_url:
+        params["next"] = next_url
+    if purpose:
+        params["purpose"] = purpose
+    found: list[tuple[str, str | None]] = []
+    for cid in brand().connectors:
+        if cid == connectors.ACTIVE_DIRECTORY:
+            found.append((cid, url_for("connect.ad_entry", **params)))
+        elif connectors.get(cid) is not None:
+            found.append((cid, url_for("connect.start", connector_id=cid, **params)))
+        else:
+            found.append((cid, None))
+    return found

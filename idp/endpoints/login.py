@@ -18,7 +18,6 @@ from ..db import db
 from ..i18n import t
 from ..models import User
 from ..signin import SignInResult, password_sign_in
-from ..web import brand
 
 bp = Blueprint("login", __name__)
 # Whichever page signed someone in (this one, the settings menu), the device cookie goes out.
@@ -46,27 +45,17 @@ def safe_next(value: str | None) -> str | None:
     return value
 
 
-def _upstream(flow_id: str | None, next_url: str | None) -> list[tuple[str, str | None]]:
-    """The brand's upstream buttons (SPEC §1): (id, where it goes, or None when the
-    operator has not configured it)."""
-    from .. import connectors
+def buttons(**kwargs: str | None) -> list[tuple[str, str | None]]:
+    from .connect import buttons as upstream_buttons  # connect imports this module
 
-    params = {"flow": flow_id} if flow_id else ({"next": next_url} if next_url else {})
-    buttons: list[tuple[str, str | None]] = []
-    for cid in brand().connectors:
-        if cid == connectors.ACTIVE_DIRECTORY:
-            buttons.append((cid, url_for("connect.ad_entry", **params)))
-        elif connectors.get(cid) is not None:
-            buttons.append((cid, url_for("connect.start", connector_id=cid, **params)))
-        else:
-            buttons.append((cid, None))
-    return buttons
+    return upstream_buttons(**kwargs)
 
 
 def _page(flow_id: str | None, *, error: str | None = None, email: str = "",
           next_url: str | None = None, status: int = 200) -> Response:
     body = render_template("login.html", flow_id=flow_id, error=error, email=email,
-                           next_url=next_url, upstream=_upstream(flow_id, next_url))
+                           next_url=next_url,
+                           upstream=buttons(flow_id=flow_id, next_url=next_url))
     return Response(body, status=status)
 
 

@@ -37,7 +37,7 @@ from ..security import verify_password
 from ..settings_access import PERSONAL, Caller, may_enter, personal_allowed, requires
 from ..signin import password_sign_in
 from ..web import brand, language
-from .connect import begin_link
+from .connect import begin_link, buttons
 from .contract_settings import ENDPOINTS as CONTRACT_ENDPOINTS
 from .contract_settings import local_time
 
@@ -73,7 +73,7 @@ def _page(template: str, status: int = 200, **context: Any) -> Response:
 def _login_page(*, error: str | None = None, email: str = "", status: int = 200,
                 notice: str | None = None) -> Response:
     return _page("settings/login.html", status, error=error, email=email, notice=notice,
-                 connectors=list(brand().connectors))
+                 upstream=buttons(purpose="settings"))
 
 
 def _ended_page(message: str, status: int) -> Response:

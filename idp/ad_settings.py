@@ -128,8 +128,28 @@ def ldap(form: dict[str, str], previous: dict[str, Any] | None) -> dict[str, Any
         sealed = previous["bind_password_enc"]
     else:
         raise ADSettingsError("bind_password", "settings_ad_bind_password_missing")
-    return {"type": "ldap", "url": url, "starttls": parts.scheme == "ldap", "base_dn": base_dn,
-            "bind_dn": bind_dn, "bind_password_enc": sealed, "user_attribute": attribute}
+    values = {"type": "ldap", "url": url, "starttls": parts.scheme == "ldap",
+              "base_dn": base_dn, "bind_dn": bind_dn, "bind_password_enc": sealed,
+              "user_attribute": attribute}
+    ca_pem = (form.get("ca_pem") or "").strip()
+    if ca_pem:
+        values["ca_pem"] = _certificates(ca_pem)
+    return values
+
+
+def _certificates(pem: str) -> str:
+    """The CA certificate(s) the directory's certificate chains to (a company CA), as PEM;
+    only certificates, nothing else of what was pasted."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    if len(pem) > 64 * 1024:
+        raise ADSettingsError("ca_pem", "settings_ad_ca_invalid")
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise ADSettingsError("ca_pem", "settings_ad_ca_invalid") from exc
+    return "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in certs)
 
 
 def validate(form: dict[str, str], previous: dict[str, Any] | None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from flask import current_app
 from ..models import Contract
 from ..plugins import config_of
 from ..settings import Settings, SettingsError
-from . import facebook, oidc, saml
+from . import facebook, ldap, oidc, saml
 from .base import CallbackConnector, PasswordConnector
 
 TYPES: dict[str, ModuleType] = {
@@ -26,6 +26,7 @@ TYPES: dict[str, ModuleType] = {
 }
 AD_TYPES: dict[str, ModuleType] = {
     "adfs": saml,
+    "ldap": ldap,
 }
 
 #: The pseudo-connector id of the brand's "Active Directory" button: the contract's own

@@ -136,3 +136,21 @@ def test_the_ldap_settings_keep_only_certificates_from_the_pasted_ca(app, slapd)
         pasted = "note: our CA\n" + slapd.ca_file.read_text() + "\nthanks"
         kept = ad_settings.ldap({**form, "ca_pem": pasted}, None)["ca_pem"]
     assert kept.startswith("-----BEGIN CERTIFICATE-----") and "thanks" not in kept
+
+
+def test_guessing_directory_passwords_through_the_page_is_rate_limited(
+        app, owner, mailbox, directory_user):
+    from tests.signin_helpers import audit_actions, configure
+
+    configure(app, login_attempts_per_account=3)
+    browser = app.test_client()
+    form = password_page(browser, f"/ad/{CONNECTION_ID}/login")
+    for _ in range(3):
+        assert submit(browser, form, directory_user, "Wrong-Pass-2026").status_code == 401
+    limited = submit(browser, form, directory_user, DIRECTORY_PASSWORD)
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) > 0
+    failures = [d for a, d in audit_actions(app) if a == "signin.failure"]
+    assert len(failures) == 3
+    assert all((d["reason"], d["connector"]) == ("upstream_credentials", CONNECTION_ID)
+               for d in failures)

@@ -27,7 +27,7 @@ from flask import (
 )
 from sqlalchemy import select
 
-from .. import connectors, linking, settings_session
+from .. import audit, connectors, linking, settings_session, signin
 from .. import flow as flows
 from .. import session as sessions
 from ..accounts import AccountError
@@ -39,7 +39,7 @@ from ..notify import mail
 from ..oauth.tokens import revoke_access_tokens
 from ..security import random_token, sha256_hex
 from ..tickets import TicketError
-from ..web import csrf
+from ..web import client_address, csrf
 from .login import safe_next
 
 bp = Blueprint("connect", __name__)
@@ -133,9 +133,18 @@ def _finish(connector: Any, flow: flows.LoginFlow, params: dict[str, str],
         identity = connector.finish(params=params, kept=upstream["keep"],
                                     callback_url=upstream["callback_url"])
     except ConnectorError as exc:
+        _record_failure(connector.id, exc, contract)
         flows.save(flow)
         return _failed(exc.kind, flow)
     return _identified(connector.id, identity, flow, contract)
+
+
+def _record_failure(connector_id: str, exc: ConnectorError, contract: Contract | None) -> None:
+    # The upstream's reason is for the log; it never holds a secret (ConnectorError).
+    audit.record("signin.failure", actor="anonymous", reason=f"upstream_{exc.kind}",
+                 connector=connector_id, detail=str(exc)[:200],
+                 contract_id=contract.id if contract is not None else None)
+    db.session.commit()
 
 
 def _identified(connector_id: str, identity: UpstreamIdentity, flow: flows.LoginFlow,
@@ -150,10 +159,15 @@ def _identified(connector_id: str, identity: UpstreamIdentity, flow: flows.Login
     if user is not None and contract is not None and user.contract_id != contract.id:
         user = None
     if user is None:
+        audit.record("signin.failure", actor="anonymous", reason="upstream_not_linked",
+                     connector=connector_id, upstream_issuer=identity.issuer,
+                     contract_id=contract.id if contract is not None else None)
         db.session.commit()
         flows.save(flow)
         return _page("connect/not_linked.html", 403, retry_url=_retry_url(flow),
                      email=identity.email or "", name=identity.name or "")
+    audit.record("signin.success", actor=audit.actor_of(user), target=f"user:{user.id}",
+                 contract_id=user.contract_id, method=connector_id)
     db.session.commit()
     return flows.primary_done(flow, user, method=connector_id, amr=[UPSTREAM_AMR])
 
@@ -238,12 +252,28 @@ def ad_login(connection_id: str) -> Response:
         return _ad_password_page(flow, connection_id)
     username = request.form.get("username", "")
     password = request.form.get("password", "")
+    # The password sign-in's limits, before the directory is asked: per client address
+    # (its failures) and per directory account (every attempt), so our page is no
+    # guessing oracle against the company's AD (nor a way to lock its accounts out).
+    address = client_address()
+    by_address, by_account = signin.address_limit(), signin.account_limit()
+    account = f"{connection_id}:{username.strip().lower()}"
+    limit = by_address if by_address.exceeded(address) else (
+        by_account if by_account.hit(account) > by_account.limit else None)
+    if limit is not None:
+        response = _ad_password_page(flow, connection_id, username=username, status=429,
+                                     error=t("signin_rate_limited"))
+        response.headers["Retry-After"] = str(limit.retry_after())
+        return response
     try:
         identity = connector.authenticate(username, password)
     except ConnectorError as exc:
         if exc.kind == "credentials":
+            by_address.hit(address)
+            _record_failure(connection_id, exc, contract)
             return _ad_password_page(flow, connection_id, username=username, status=401,
                                      error=t("connector_error_credentials"))
+        _record_failure(connection_id, exc, contract)
         return _failed(exc.kind, flow)
     return _identified(connection_id, identity, flow, contract)
 

@@ -313,8 +313,10 @@ def primary_done(flow: LoginFlow, user: User, *, method: str, amr: list[str]) ->
     flow.user_id = user.id
     flow.primary = {"method": method, "amr": list(amr), "at": now(),
                     "epoch": user.session_epoch}
+    # Nothing of an earlier sign-in in this flow carries over (someone else may have
+    # typed a password in this browser since): steps, a recovery code not yet ticked off.
     flow.steps, flow.step_state, flow.active_step = [], {}, None
-    flow.step_up = False
+    flow.step_up, flow.remember, flow.enrolled, flow.recovery_code = False, False, False, None
     # The route of the request that signed in: the line it came over is what counts.
     route = detect_route()
     flow.route, flow.line_id, flow.carrier = route.kind, route.line_id, route.carrier

@@ -489,3 +489,21 @@ def test_signing_out_everywhere_mid_chain_voids_the_typed_password(client, app, 
 
     with database(app) as session:
         assert session.query(Factor).filter_by(user_id=user.id).count() == 0
+
+
+def test_a_recovery_code_left_on_screen_is_not_shown_to_the_next_person_in_the_flow(
+        client, rp, factory, sms):
+    first = factory.user(two_step=True)
+    page = password_then_chain(client, authorize(client, rp), email=first.email)
+    code_page = post_step(client, page, action="phone", phone="09012345678")
+    shown = post_step(client, code_page, action="code", code=sms_code(sms))
+    secret = recovery_code_of(shown)
+    # Walked away without ticking; someone else signs in in the same flow.
+    second = factory.user(two_step=True, email="second@example.com")
+    from tests.helpers import form_fields
+
+    flow_id = form_fields(text(shown))["flow"]
+    response = sign_in(client, f"/login?flow={flow_id}", email=second.email)
+    nxt = follow(client, response)
+    assert secret not in text(nxt)
+    assert step_of(nxt) == "sms"

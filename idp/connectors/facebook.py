@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import re
 import time
@@ -67,6 +66,7 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 
+from ..netutil import NoNetrc, is_loopback, root_cause
 from ..security import matches_hash, sha256_hex
 from ..settings import Settings, SettingsError
 from .base import ConnectorError, Redirect, Started, UpstreamIdentity
@@ -95,15 +95,6 @@ def appsecret_proof(app_secret: str, access_token: str) -> str:
                     hashlib.sha256).hexdigest()
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _endpoint(name: str, template: str, version: str) -> str:
     """``template`` with ``{version}`` filled in, checked: https (plain http only to a
     loopback address, for a local stand-in), a host, no query, fragment or user info."""
@@ -118,7 +109,7 @@ def _endpoint(name: str, template: str, version: str) -> str:
     host = parts.hostname or ""
     if parts.scheme not in ("https", "http") or not host:
         raise ValueError(f"{name} must be an https:// URL with a host: {url!r}")
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         raise ValueError(f"{name} must use https:// (plain http:// only to a loopback "
                          f"address): {url!r}")
     if parts.query or parts.fragment or parts.username or parts.password:
@@ -319,7 +310,7 @@ class FacebookConnector:
             with requests.request(method, self.config.graph + path, params=params, data=data,
                                   headers={"Accept": "application/json"}, timeout=timeout,
                                   allow_redirects=False, stream=True,
-                                  auth=_NoNetrc()) as response:
+                                  auth=NoNetrc()) as response:
                 status = response.status_code
                 body = _read(response, where, deadline)
         except requests.Timeout:
@@ -328,7 +319,7 @@ class FacebookConnector:
         except requests.RequestException as exc:
             # ``from None``: requests' own message repeats the URL with its query.
             raise ConnectorError("unavailable", f"{where}: cannot connect "
-                                                f"({_root_cause(exc)})") from None
+                                                f"({root_cause(exc)})") from None
         if 300 <= status < 400:
             raise ConnectorError("unavailable", f"{where}: HTTP {status} (redirect)")
         try:
@@ -392,26 +383,3 @@ def _clip(value: object, limit: int = 64) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-class _NoNetrc(requests.auth.AuthBase):
-    """Leaves the request as built: an explicit ``auth`` stops requests reading ~/.netrc."""
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        return request
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost OS-level reason (``Connection refused``, a certificate error), not
-    urllib3's chain, which repeats the URL and its query."""
-    reason = type(exc).__name__
-    seen: BaseException | None = exc
-    for _ in range(10):  # the chain is short; the bound guards against a cycle
-        if seen is None:
-            break
-        if isinstance(seen, OSError) and seen.strerror:
-            reason = seen.strerror
-        inner = getattr(seen, "reason", None)
-        if not isinstance(inner, BaseException):
-            inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) \
-                else None
-        seen = inner or seen.__cause__ or seen.__context__
-    return reason

@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from ipaddress import ip_address
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -34,6 +33,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry, RSAKey
 
 from .. import clock
+from ..netutil import is_loopback
 from ..settings import Settings, SettingsError
 from .base import ConnectorError, Redirect, Started, UpstreamIdentity
 
@@ -166,20 +166,11 @@ def url_problem(url: str, *, allow_http: bool) -> str | None:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return None
-    if parts.scheme == "http" and allow_http and _loopback(parts.hostname or ""):
+    if parts.scheme == "http" and allow_http and is_loopback(parts.hostname or ""):
         return None
     if allow_http:
         return f"must be https (or http on a loopback address), not {url!r}"
     return f"must be https, not {url!r}"
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _Cache:

@@ -63,6 +63,7 @@ from flask import current_app
 
 from .. import clock
 from ..ad_settings import MAX_XML, parse_metadata
+from ..netutil import is_loopback
 from ..settings import Settings, SettingsError
 from .base import ConnectorError, Redirect, Started, UpstreamIdentity
 
@@ -575,18 +576,9 @@ def _url_problem(url: str, *, allow_http: bool) -> str | None:
         return "must not carry credentials or spaces"
     if parts.scheme == "https" and parts.hostname:
         return None
-    if parts.scheme == "http" and allow_http and _loopback(parts.hostname or ""):
+    if parts.scheme == "http" and allow_http and is_loopback(parts.hostname or ""):
         return None
     return "must be https (or http on a loopback address)" if allow_http else "must be https"
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _refuse_internal_address(host: str) -> None:

@@ -11,6 +11,7 @@ on a page in the user's language, never a 500.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlsplit
@@ -373,6 +374,30 @@ def begin_link(*, connector_id: str, kind: str, user: User, ticket: str | None,
                             secure=current_app.extensions["idp.settings"].secure_cookies,
                             samesite="Lax")
     return response
+
+
+def begin_link_by_ticket(*, kind: str, open_ticket: Callable[..., tuple[Any, User, Contract]],
+                         problem: Callable[..., Response],
+                         form: Callable[..., Response]) -> Response:
+    """The mailed link's page chose an upstream method: check the link (``open_ticket``;
+    ``problem`` answers a dead one), the choice (``form`` shows the page again with why
+    not), then start linking. The link itself is only used by the confirmation."""
+    from ..web import brand
+
+    token = request.form.get("ticket", "")
+    try:
+        _, user, contract = open_ticket(token, brand_id=brand().id)
+    except TicketError as exc:
+        return problem(t(f"ticket_{exc.reason}"))
+    except AccountError as exc:
+        return problem(t(str(exc)), 403)
+    try:
+        connector_id = linking.chosen(user, contract, brand().connectors,
+                                      request.form.get("method", ""),
+                                      request.form.get("connection_id"))
+    except AccountError as exc:
+        return form(token, user, contract, error=t(str(exc)), status=400)
+    return begin_link(connector_id=connector_id, kind=kind, user=user, ticket=token)
 
 
 def _begin_link(*, connector_id: str, kind: str, user: User, ticket: str | None,

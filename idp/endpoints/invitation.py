@@ -16,7 +16,7 @@ from ..models import Contract, User
 from ..passwords import PolicyViolation
 from ..tickets import TicketError
 from ..web import brand
-from .connect import begin_link
+from .connect import begin_link_by_ticket
 
 bp = Blueprint("invitation", __name__)
 
@@ -38,20 +38,8 @@ def _form(token: str, user: User, contract: Contract, *, error: str | None = Non
 def link() -> Response:
     """Register with an upstream account: off to it, then its account is shown to confirm
     (``idp.endpoints.connect``); only that confirmation uses the invitation."""
-    token = request.form.get("ticket", "")
-    try:
-        _, user, contract = invitations.open_ticket(token, brand_id=brand().id)
-    except TicketError as exc:
-        return _problem(t(f"ticket_{exc.reason}"))
-    except AccountError as exc:
-        return _problem(t(str(exc)), 403)
-    try:
-        connector_id = linking.chosen(user, contract, brand().connectors,
-                                      request.form.get("method", ""),
-                                      request.form.get("connection_id"))
-    except AccountError as exc:
-        return _form(token, user, contract, error=t(str(exc)), status=400)
-    return begin_link(connector_id=connector_id, kind="invitation", user=user, ticket=token)
+    return begin_link_by_ticket(kind="invitation", open_ticket=invitations.open_ticket,
+                                problem=_problem, form=_form)
 
 
 @bp.route("/invitation", methods=["GET", "POST"])

@@ -19,7 +19,7 @@ from ..passwords import PolicyViolation
 from ..passwords import check_new as check_new_password
 from ..tickets import TicketError
 from ..web import brand
-from .connect import begin_link
+from .connect import begin_link_by_ticket
 
 bp = Blueprint("login_method", __name__)
 
@@ -42,20 +42,8 @@ def _page(token: str, user: User, contract: Contract, *, error: str | None = Non
 def link() -> Response:
     """Change to an upstream account: off to it, then its account is shown to confirm;
     only that confirmation uses the link."""
-    token = request.form.get("ticket", "")
-    try:
-        _, user, contract = changes.open_ticket(token, brand_id=brand().id)
-    except TicketError as exc:
-        return _problem(t(f"ticket_{exc.reason}"))
-    except AccountError as exc:
-        return _problem(t(str(exc)), 403)
-    try:
-        connector_id = linking.chosen(user, contract, brand().connectors,
-                                      request.form.get("method", ""),
-                                      request.form.get("connection_id"))
-    except AccountError as exc:
-        return _page(token, user, contract, error=t(str(exc)), status=400)
-    return begin_link(connector_id=connector_id, kind="method", user=user, ticket=token)
+    return begin_link_by_ticket(kind="method", open_ticket=changes.open_ticket,
+                                problem=_problem, form=_page)
 
 
 @bp.route("/login-method", methods=["GET", "POST"])

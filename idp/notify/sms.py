@@ -41,7 +41,6 @@ address (``localhost``, ``127.0.0.0/8``, ``::1``), e.g. an adapter on the same m
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
@@ -49,6 +48,8 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import requests
+
+from ..netutil import NoNetrc, is_loopback, root_cause
 
 #: E.164: ``+``, then up to 15 digits, the first not 0.
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -72,15 +73,6 @@ class SmsSender(Protocol):
         """Hand ``text`` to the gateway for ``to_e164`` on behalf of brand ``sender``,
         or raise ``SmsError``."""
         ...
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -122,7 +114,7 @@ class HttpGatewaySender:
             # A query string is where API keys end up, and then in every log line that
             # shows the URL: credentials go in the user information or the token.
             raise ValueError(f"sms_url takes no query or fragment: {shown!r}")
-        if parts.scheme == "http" and not _is_loopback(host):
+        if parts.scheme == "http" and not is_loopback(host):
             # The request carries the credentials and the one-time code in clear.
             raise ValueError(f"sms_url must use https:// (plain http:// only to a loopback "
                              f"address): {shown!r}")
@@ -158,13 +150,13 @@ class HttpGatewaySender:
             # POST into a GET elsewhere.
             response = requests.post(self.url, data=body, headers=headers,
                                      timeout=self.timeout, allow_redirects=False,
-                                     auth=_NoNetrc())
+                                     auth=NoNetrc())
         except requests.Timeout as exc:
             raise SmsError(f"SMS gateway {self.url}: no answer within "
                            f"{self.timeout:g} s") from exc
         except requests.RequestException as exc:
             raise SmsError(f"SMS gateway {self.url}: cannot connect "
-                           f"({_root_cause(exc)})") from exc
+                           f"({root_cause(exc)})") from exc
         with response:
             status, reason = response.status_code, response.reason
         if 200 <= status < 300:
@@ -172,30 +164,6 @@ class HttpGatewaySender:
         # Only the status: the answer may echo the request, and with it the one-time code.
         raise SmsError(f"SMS gateway {self.url}: HTTP {status} {reason or ''}".rstrip(),
                        permanent=400 <= status < 500 and status not in (408, 429))
-
-
-class _NoNetrc(requests.auth.AuthBase):
-    """Leaves the request as built: an explicit ``auth`` stops requests reading ~/.netrc."""
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        return request
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost OS-level reason (``Connection refused``, a certificate error), not
-    urllib3's long chain, which repeats the URL."""
-    reason = type(exc).__name__
-    seen: BaseException | None = exc
-    for _ in range(10):  # the chain is short; the bound guards against a cycle
-        if seen is None:
-            break
-        if isinstance(seen, OSError) and seen.strerror:
-            reason = seen.strerror
-        inner = getattr(seen, "reason", None)
-        if not isinstance(inner, BaseException):
-            inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
-        seen = inner or seen.__cause__ or seen.__context__
-    return reason
 
 
 def open_sms_sender(url: str, token: str = "", *, timeout: float) -> SmsSender:

@@ -8,27 +8,18 @@ password in clear without anyone noticing.
 
 from __future__ import annotations
 
-import ipaddress
 import smtplib
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ..netutil import is_loopback
 from . import MailError
 
 _YES = ("1", "true", "yes", "on")
 _NO = ("0", "false", "no", "off")
 _PARAMS = ("starttls",)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -73,7 +64,7 @@ class SMTPSender:
         if implicit and starttls:
             raise ValueError("smtp_url: smtps:// is TLS from the start; starttls is for smtp://")
         username = unquote(parts.username or "")
-        if username and not (implicit or starttls) and not _is_loopback(parts.hostname):
+        if username and not (implicit or starttls) and not is_loopback(parts.hostname):
             # AUTH over a plain connection would put the password on the network in clear.
             raise ValueError("smtp_url: credentials need TLS: use smtps:// or ?starttls=true "
                              "(plain smtp:// with a password only to a loopback relay)")

@@ -37,6 +37,7 @@ from ..db import db
 from ..i18n import t
 from ..models import Contract, User
 from ..notify import mail
+from ..oauth.response import auto_post
 from ..oauth.tokens import revoke_access_tokens
 from ..security import random_token, sha256_hex
 from ..tickets import TicketError
@@ -106,7 +107,7 @@ def _go(connector: Any, flow: flows.LoginFlow, *, callback_url: str, link: bool)
     _store().put(_STATE + sha256_hex(state), {"flow": flow.id, "host": request.host},
                  flows.ttl())
     if isinstance(started.go, AutoPost):
-        response = _page("form_post.html", action=started.go.url, params=dict(started.go.fields))
+        response = auto_post(started.go.url, dict(started.go.fields))
     else:
         response = redirect(started.go.url)
     sessions.browser_id(response)

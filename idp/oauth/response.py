@@ -16,6 +16,13 @@ _FORM_POST_CSP = (
 )
 
 
+def auto_post(action: str, params: dict[str, Any]) -> Response:
+    """A page that POSTs ``params`` to ``action`` by itself (form_post, SAML POST)."""
+    return Response(render_template("form_post.html", action=action, params=params),
+                    headers={"Cache-Control": "no-store",
+                             "Content-Security-Policy": _FORM_POST_CSP})
+
+
 def to_client(req: Any, params: dict[str, Any]) -> Response:
     """Send ``params`` to ``req.redirect_uri`` adding ``state`` and ``iss`` (RFC 9207)."""
     params = {k: v for k, v in params.items() if v is not None}
@@ -23,11 +30,7 @@ def to_client(req: Any, params: dict[str, Any]) -> Response:
         params["state"] = req.state
     params["iss"] = current_app.extensions["idp.settings"].issuer
     if req.response_mode == "form_post":
-        return Response(
-            render_template("form_post.html", action=req.redirect_uri, params=params),
-            headers={"Cache-Control": "no-store",
-                     "Content-Security-Policy": _FORM_POST_CSP},
-        )
+        return auto_post(req.redirect_uri, params)
     parts = urlsplit(req.redirect_uri)
     query = parts.query + ("&" if parts.query else "") + urlencode(params)
     response = redirect(urlunsplit(parts._replace(query=query)), code=302)

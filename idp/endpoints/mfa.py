@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, render_template, request
 from .. import audit
 from .. import flow as flows
 from .. import session as sessions
+from ..clock import now
 from ..db import db
 from ..i18n import t
 from ..mfa.base import Done, Outcome, Show, StepContext, Wrong
@@ -119,7 +120,7 @@ def _after(page: _Page, step, ctx: StepContext, offered, outcome: Outcome) -> Re
         flows.save(flow)
         return _render(page, step, ctx, offered, outcome)
     assert isinstance(outcome, Done)
-    flow.steps.append({"step": step.name, "amr": list(outcome.amr), "at": flows.now()})
+    flow.steps.append({"step": step.name, "amr": list(outcome.amr), "at": now()})
     flow.step_state.pop(step.name, None)
     flow.active_step = None
     if outcome.enrolled:

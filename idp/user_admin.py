@@ -14,6 +14,7 @@ from . import audit, contracts, tickets
 from .accounts import AccountError, reset_two_step
 from .clock import now
 from .db import db
+from .mfa import remember
 from .models import MailMessage, User
 
 PAGE_SIZE = 20
@@ -44,7 +45,7 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def search(caller: User, query: str, page: int) -> Page:
+def search(caller: User, query: str, page: int, *, per_page: int = PAGE_SIZE) -> Page:
     """Users of the caller's contract whose email or name contains ``query``."""
     where = [User.contract_id == caller.contract_id]
     query = query.strip()[:_MAX_QUERY]
@@ -53,11 +54,11 @@ def search(caller: User, query: str, page: int) -> Page:
         where.append(or_(User.email.ilike(pattern, escape="\\"),
                          User.name.ilike(pattern, escape="\\")))
     total = db.session.scalar(select(func.count()).select_from(User).where(*where)) or 0
-    pages = max(1, -(-total // PAGE_SIZE))
+    pages = max(1, -(-total // per_page))
     page = min(max(page, 1), pages)
     users = list(db.session.scalars(
         select(User).where(*where).order_by(User.created_at, User.email)
-        .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+        .offset((page - 1) * per_page).limit(per_page)
     ))
     return Page(users, total, page, pages)
 
@@ -132,3 +133,44 @@ def reset_enrolment(caller: User, target: User) -> MailMessage | None:
     notice = reset_two_step(target, reason="admin", actor=caller)
     db.session.commit()
     return notice
+
+
+def _owner_only_by_owner(caller: User, target: User) -> None:
+    """The owner's sessions and browsers are the owner's to end: an admin (or a stolen
+    admin session) must not be able to sign the contract's owner out at will. The owner
+    may do it to their own account (a lost laptop), as may anyone to their own."""
+    if target.role == "owner" and caller.id != target.id:
+        raise AccountError("admin_owner_fixed")
+
+
+def sign_out_everywhere(caller: User, target: User) -> list[str]:
+    """End every session, refresh token and access token of ``target``; commits.
+
+    Returns the access-token digests to delete from the store after the commit. The user
+    stays active and signs in again as usual.
+    """
+    _owner_only_by_owner(caller, target)
+    if target.status == "invited":
+        raise AccountError("admin_not_active")
+    digests = contracts.revoke_user_access([target.id])
+    audit.record("user.sessions_revoked", actor=audit.actor_of(caller),
+                 target=f"user:{target.id}", contract_id=target.contract_id,
+                 access_tokens=len(digests))
+    db.session.commit()
+    return digests
+
+
+def remembered_browsers(target: User) -> int:
+    """How many live remembered browsers ``target`` has (skipping 2-step verification)."""
+    return len(remember.listing(target))
+
+
+def forget_browsers(caller: User, target: User) -> int:
+    """Forget every remembered browser of ``target`` (2-step verification is asked again
+    at their next sign-in everywhere); commits. How many were live."""
+    _owner_only_by_owner(caller, target)
+    count = remember.revoke_all(target)
+    audit.record("mfa.browsers_revoked_by_admin", actor=audit.actor_of(caller),
+                 target=f"user:{target.id}", contract_id=target.contract_id, count=count)
+    db.session.commit()
+    return count

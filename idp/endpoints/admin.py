@@ -21,7 +21,7 @@ from flask import (
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .. import contracts, email_change, invitations, lines, user_admin
+from .. import audit_log, contracts, email_change, invitations, lines, user_admin
 from .. import login_method_change as method_change
 from .. import session as sessions
 from ..accounts import AccountError, normalise_email, valid_email
@@ -90,6 +90,7 @@ def _detail(target: User, *, error: str | None = None, email: str | None = None,
         pending_email=pending_email.email if pending_email else None,
         pending_method=pending_method is not None, roles=user_admin.ASSIGNABLE_ROLES,
         factors=[_factor_text(f) for f in enrolment.enrolled(target)],
+        browsers=user_admin.remembered_browsers(target),
     )
     return Response(body, status=status)
 
@@ -263,6 +264,75 @@ def email(user_id: str) -> Response:
     done = "admin_email_change_sent" if changed else "admin_method_change_sent"
     _delivered(message, t(done, email=address))
     return _back(target)
+
+
+@bp.post("/admin/users/<user_id>/sessions/revoke")
+def revoke_sessions(user_id: str) -> Response:
+    """Sign the user out everywhere: sessions, refresh and access tokens (confirmed first)."""
+    target = _target(user_id)
+    if request.form.get("confirmed") != "yes":
+        return _confirm_revocation(target, "sessions")
+    try:
+        digests = user_admin.sign_out_everywhere(_caller(), target)
+    except AccountError as exc:
+        db.session.rollback()
+        return _detail(target, error=t(str(exc)), status=400)
+    revoke_access_tokens(*digests)  # after the commit (the SQLite lock rule)
+    flash(t("admin_audit_sessions_revoked", email=target.email), "info")
+    return _back(target)
+
+
+@bp.post("/admin/users/<user_id>/browsers/forget")
+def forget_browsers(user_id: str) -> Response:
+    """Forget the user's remembered browsers: 2-step verification is asked again."""
+    target = _target(user_id)
+    if request.form.get("confirmed") != "yes":
+        return _confirm_revocation(target, "browsers")
+    try:
+        count = user_admin.forget_browsers(_caller(), target)
+    except AccountError as exc:
+        db.session.rollback()
+        return _detail(target, error=t(str(exc)), status=400)
+    flash(t("admin_audit_browsers_forgotten", count=str(count)), "info")
+    return _back(target)
+
+
+def _confirm_revocation(target: User, what: str) -> Response:
+    action = ("admin.revoke_sessions" if what == "sessions" else "admin.forget_browsers")
+    return Response(render_template("admin/confirm_revocation.html", target=target, what=what,
+                                    action=url_for(action, user_id=target.id)))
+
+
+# -- the contract's audit log (SPEC §10: who, what, when, from where) -------------------------
+
+
+def _action_label(action: str) -> str:
+    key = "admin_audit_action_" + action.replace(".", "_")
+    return t(key) if key in MESSAGES else ""
+
+
+@bp.get("/admin/audit")
+def audit() -> Response:
+    args = request.args
+    filters = audit_log.Filters(action=args.get("action", ""), user=args.get("user", ""),
+                                since=args.get("from", ""), until=args.get("to", ""))
+    try:
+        page = int(args.get("page", "1"))
+    except ValueError:
+        page = 1
+    error, status = None, 200
+    try:
+        result = audit_log.page_of(_caller().contract_id, filters, page)
+    except audit_log.FilterError as exc:
+        error, status = t(str(exc)), 400
+        result = audit_log.Page([], 0, 1, 1)
+    query = {k: v for k, v in (("action", filters.action.strip()), ("user", filters.user.strip()),
+                               ("from", filters.since.strip()), ("to", filters.until.strip()))
+             if v}
+    body = render_template("admin/audit.html", caller=_caller(), result=result, query=query,
+                           error=error, label=_action_label,
+                           prefixes=("signin.", "mfa.", "user.", "password.", "contract."))
+    return Response(body, status=status)
 
 
 # -- line IDs (回線認証設定, SPEC §7) ------------------------------------------------------

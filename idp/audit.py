@@ -16,7 +16,11 @@ from .models import AuditEvent, User
 
 
 def actor_of(user: User | None) -> str:
-    return f"user:{user.id}" if user is not None else "anonymous"
+    """``user:<id>``; an API client acting for a contract names itself (``audit_actor``,
+    ``client:<client_id>``, see ``idp.endpoints.admin_api``)."""
+    if user is None:
+        return "anonymous"
+    return getattr(user, "audit_actor", None) or f"user:{user.id}"
 
 
 def record(action: str, *, actor: str, target: str = "", contract_id: str | None = None,

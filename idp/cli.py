@@ -43,9 +43,10 @@ from .clock import now
 from .db import db
 from .keys import ALGS, KeyStoreError
 from .migrate import MigrateError, head_revision
-from .models import AuditEvent, Client, MailMessage, User
+from .models import AuditEvent, Client, Contract, MailMessage, User
 from .models.mail import STATUSES as MAIL_STATUSES
 from .notify import mail
+from .oauth.grants import ADMIN_CONTRACT_KEY, ADMIN_SCOPE
 from .security import hash_password, matches_hash, random_token, sha256_hex, verify_password
 from .settings import PROJECT_ROOT, Settings, SettingsError, load_settings
 
@@ -339,13 +340,28 @@ def _client_meta(body: dict[str, Any], *, introspection: bool = False) -> dict[s
               help="A resource server: may introspect tokens issued to other clients.")
 @click.option("--client-id", default=None, help="Fixed client_id (default: random).")
 @click.option("--jwks-uri", default=None, help="The client's JWKS (private_key_jwt).")
+@click.option("--admin-contract", default=None, metavar="CONTRACT_ID",
+              help="An admin API client of this contract: client_credentials, scope admin.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
 @in_app
 def client_create(name: str, redirect_uris: tuple[str, ...], post_logout: tuple[str, ...],
                   auth_method: str, grant_types: tuple[str, ...], scope: str, first_party: bool,
                   introspection: bool, client_id: str | None, jwks_uri: str | None,
-                  as_json: bool) -> None:
+                  admin_contract: str | None, as_json: bool) -> None:
     """Register a client; its secret is printed once and only its SHA-256 is stored."""
+    if admin_contract is not None:
+        # An admin client acts for exactly one contract, with no user: nothing but the
+        # client_credentials grant and the admin scope (checked in idp/oauth/grants.py).
+        if db.session.get(Contract, admin_contract) is None:
+            raise OperatorError(f"no contract {admin_contract!r}")
+        if set(grant_types) - {"client_credentials"} or auth_method == "none":
+            raise OperatorError("--admin-contract: only the client_credentials grant, with "
+                                "client authentication")
+        if redirect_uris or post_logout or first_party or introspection:
+            raise OperatorError("--admin-contract: no redirect URIs, first-party or "
+                                "introspection")
+        grant_types = ("client_credentials",)
+        scope = "openid"  # validated as usual, then replaced below
     meta = _client_meta({
         "client_name": name,
         "redirect_uris": list(redirect_uris) or None,
@@ -355,13 +371,18 @@ def client_create(name: str, redirect_uris: tuple[str, ...], post_logout: tuple[
         "scope": scope,
         "jwks_uri": jwks_uri,
     }, introspection=introspection)
+    if admin_contract is not None:
+        # Not registrable metadata: only an operator may make an admin client.
+        meta["scope"] = ADMIN_SCOPE
+        meta[ADMIN_CONTRACT_KEY] = admin_contract
     if client_id is not None and not re.fullmatch(r"[A-Za-z0-9._~-]{1,120}", client_id):
         raise OperatorError("--client-id: 1-120 characters of A-Z a-z 0-9 . _ ~ -")
     client_id = client_id or new_client_id()
     if db.session.get(Client, client_id) is not None:
         raise OperatorError(f"client {client_id!r} already exists")
     # Added before create_client commits, so the client and its audit record land together.
-    audit("client.create", client_id, commit=False, first_party=first_party, meta=meta)
+    audit("client.create", client_id, contract_id=admin_contract, commit=False,
+          first_party=first_party, meta=meta)
     created, secret = create_client(meta, client_id=client_id, first_party=first_party)
     if as_json:
         out = {"client_id": created.client_id, "client_secret": secret,

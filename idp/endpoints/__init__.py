@@ -2,6 +2,7 @@
 
 from . import (
     admin,
+    admin_api,
     authorize,
     connect,
     consent,
@@ -47,5 +48,6 @@ BLUEPRINTS = (
     invitation.bp,
     login_method.bp,
     admin.bp,
+    admin_api.bp,
     outbox.bp,
 )

@@ -27,6 +27,10 @@ from ..security import sha256_hex
 from . import tokens
 from .idtoken import build_id_token
 
+#: The scope of the contract admin API (``/admin/api/v1``), client_credentials only.
+ADMIN_SCOPE = "admin"
+#: The client metadata naming the one contract an admin client acts for.
+ADMIN_CONTRACT_KEY = "contract_id"
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 _CODE = "code:"
 _CODE_USED = "code-used:"
@@ -133,6 +137,10 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
             raise InvalidScopeError("openid and offline_access need a user")
         if not requested <= set(self.request.client.scope.split()):
             raise InvalidScopeError()
+        # The admin API's scope acts for one contract: only a client an operator made
+        # for that contract (``idp client create --admin-contract``) may hold it.
+        if ADMIN_SCOPE in requested and not self.request.client.meta.get(ADMIN_CONTRACT_KEY):
+            raise InvalidScopeError("admin needs an admin client of a contract")
 
 
 class S256Only(CodeChallenge):

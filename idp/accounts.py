@@ -27,7 +27,15 @@ def valid_email(email: str) -> bool:
     local, at, domain = email.rpartition("@")
     return (bool(at) and bool(local) and "." in domain and not domain.startswith(".")
             and not domain.endswith(".") and len(email) <= 320
-            and not any(c.isspace() for c in email))
+            and not any(c.isspace() for c in email) and without_controls(email) == email)
+
+
+def without_controls(text: str) -> str:
+    """``text`` without control characters (NUL and the like): what is typed into a
+    search or filter box is matched as text, and PostgreSQL refuses a NUL outright."""
+    import unicodedata
+
+    return "".join(c for c in text if unicodedata.category(c) != "Cc")
 
 
 def _normalise_email(email: str) -> str:

@@ -135,6 +135,86 @@ def document(issuer: str) -> dict[str, Any]:
                 "type": "string", "maxLength": 40,
                 "description": "CAF + 10 or COP + 8 alphanumerics (NTT line ID)"}},
         },
+        "EmailForm": {
+            "type": "object", "required": ["email"],
+            "properties": {"email": {
+                "type": "string", "maxLength": 320,
+                "description": "A new address sends the email-change link to it; the "
+                               "user's current address sends them the login-method-"
+                               "change link"}},
+        },
+        "LinkResult": {
+            "type": "object", "required": ["user", "mail", "link", "to"],
+            "properties": {
+                "user": _ref("User"),
+                "mail": {"enum": ["sent", "delayed", "none"],
+                         "description": "none: an idempotent replay, nothing sent"},
+                "link": {"enum": ["email_change", "login_method_change"]},
+                "to": {"type": "string", "description": "The address the link went to"},
+            },
+        },
+        "SessionsRevoked": {
+            "type": "object", "required": ["user"], "properties": {"user": _ref("User")},
+        },
+        "BrowsersForgotten": {
+            "type": "object", "required": ["user", "forgotten"],
+            "properties": {"user": _ref("User"),
+                           "forgotten": {"type": "integer", "minimum": 0,
+                                         "description": "Live remembered browsers ended"}},
+        },
+        "AuditEvent": {
+            "type": "object",
+            "required": ["id", "at", "at_jst", "actor", "actor_email", "action", "target",
+                         "target_email", "ip", "details"],
+            "properties": {
+                "id": {"type": "integer"},
+                "at": {"type": "integer", "description": "Unix time"},
+                "at_jst": {"type": "string", "description": "YYYY-MM-DD HH:MM:SS, Japan"},
+                "actor": {"type": "string",
+                          "description": "user:<id>, client:<client_id>, operator, system"},
+                "actor_email": {"type": ["string", "null"],
+                                "description": "When the actor is a user of this contract"},
+                "action": {"type": "string"},
+                "target": {"type": "string"},
+                "target_email": {"type": ["string", "null"]},
+                "ip": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        },
+        "AuditPage": {
+            "type": "object",
+            "required": ["total", "page", "per_page", "items"],
+            "properties": {"total": {"type": "integer"}, "page": {"type": "integer"},
+                           "per_page": {"type": "integer"},
+                           "items": {"type": "array", "items": _ref("AuditEvent")}},
+        },
+        "Contract": {
+            "type": "object",
+            "required": ["id", "name", "plan", "state", "trial_ends_at", "access_route",
+                         "two_step", "two_step_keep_on_reset", "connection_id", "ad_type"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "plan": {"enum": ["basic", "trial"]},
+                "state": {"enum": ["active", "trial_ended", "expired", "cancelled"]},
+                "trial_ends_at": {"type": ["integer", "null"], "description": "Unix time"},
+                "access_route": {"enum": ["line+internet", "line-only"]},
+                "two_step": {
+                    "type": "object", "required": ["enabled", "in_force"],
+                    "properties": {
+                        "enabled": {"type": "boolean",
+                                    "description": "The owner's setting"},
+                        "in_force": {"type": "boolean",
+                                     "description": "false under line-only, whatever "
+                                                    "the setting"}}},
+                "two_step_keep_on_reset": {"type": "boolean"},
+                "connection_id": {"type": ["string", "null"],
+                                  "description": "The AD connection ID, once AD is set up"},
+                "ad_type": {"enum": ["adfs", "ldap", None],
+                            "description": "Only the type: no AD setting value (least "
+                                           "of all the bind password) is ever returned"},
+            },
+        },
         "Problem": {
             "type": "object",
             "description": "RFC 9457 problem details",
@@ -169,6 +249,20 @@ def document(issuer: str) -> dict[str, Any]:
                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
                    "description": "A retry with the same key answers 200 with the same "
                                   "user and sends nothing"}
+    audit_filters = [
+        {"name": "action", "in": "query", "schema": {"type": "string", "maxLength": 80},
+         "description": "Start of the action, e.g. user. or mfa.reset"},
+        {"name": "user", "in": "query", "schema": {"type": "string", "maxLength": 200},
+         "description": "Events about this user: their id, or part of their email"},
+        {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"},
+         "description": "First day, YYYY-MM-DD, Japan time"},
+        {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"},
+         "description": "Last day (included), YYYY-MM-DD, Japan time"},
+        {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                   "default": 1}},
+        {"name": "per_page", "in": "query",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
+    ]
     paging = [
         {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 200},
          "description": "Part of the email or name"},
@@ -205,6 +299,37 @@ def document(issuer: str) -> dict[str, Any]:
         "/users/{user_id}/enable": {"post": _user_action("Enable a user")},
         "/users/{user_id}/two-step/reset": {
             "post": _user_action("Reset the user's 2-step enrolment", "MailResult")},
+        "/users/{user_id}/email": {
+            "post": _op("Send the email-change or the login-method-change link",
+                        {"200": _ok("Sent (or an idempotent replay).", _ref("LinkResult")),
+                         "400": _problem("BadRequest"), "404": _problem("NotFound"),
+                         "409": problem_response(
+                             "The owner (their own settings menu), a user not active, "
+                             "the address taken, or the other change under way"),
+                         "422": problem_response("Idempotency-Key reused with another "
+                                                 "request")},
+                        params=[_USER_ID], body=_body(_ref("EmailForm")),
+                        headers=[idempotency]),
+        },
+        "/users/{user_id}/sessions/revoke": {
+            "post": _user_action("Sign the user out everywhere (sessions and tokens); "
+                                 "never the owner's", "SessionsRevoked")},
+        "/users/{user_id}/browsers/forget": {
+            "post": _user_action("Forget the user's remembered browsers; never the "
+                                 "owner's", "BrowsersForgotten")},
+        "/audit": {
+            "get": _op("The contract's audit log, newest first",
+                       {"200": _ok("A page.", _ref("AuditPage")),
+                        "400": _problem("BadRequest")}, params=audit_filters),
+        },
+        "/contract": {
+            "get": {**_op("The contract's settings (read-only)",
+                          {"200": _ok("The contract.", _ref("Contract"))}),
+                    "description": "Read-only by design: the contract's settings (access "
+                                   "route, 2-step verification, Active Directory, details, "
+                                   "plan) are changed only by the owner, in the settings "
+                                   "menu (SPEC §2); this API has no operation for them."},
+        },
         "/lines": {
             "get": _op("Line IDs of the contract", {"200": _ok("Lines.", _ref("LineList"))}),
             "post": _op("Register a line ID",
@@ -233,7 +358,10 @@ def document(issuer: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Contract admin API", "version": "1.0.0",
                  "description": "Owners and admins manage their contract's users and line "
-                                "IDs. Every call is scoped to the caller's contract."},
+                                "IDs, and read its audit log and settings. Every call is "
+                                "scoped to the caller's contract. The contract's settings "
+                                "are read-only here: only the owner changes them, in the "
+                                "settings menu."},
         "servers": [{"url": issuer.rstrip("/") + "/admin/api/v1"}],
         "security": [{"adminToken": ["admin"]}, {"adminSession": []}],
         "paths": paths,

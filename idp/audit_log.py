@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 from sqlalchemy import func, or_, select
 
+from .accounts import without_controls
 from .db import db
 from .models import AuditEvent, User
 
@@ -21,6 +22,9 @@ PAGE_SIZE = 50
 JST = timezone(timedelta(hours=9))
 _MAX_FILTER = 200
 _MAX_DETAILS = 2000
+#: ``at`` is a 32-bit column on PostgreSQL: day bounds are clamped into its range (no event
+#: lies outside it), or a year like 0001 or 2300 would be a database error, not "no rows".
+_LOWEST_DAY, _HIGHEST_DAY = 0, 2**31 - 1 - 86400
 
 
 class FilterError(ValueError):
@@ -61,7 +65,8 @@ def _jst_day(text: str, field: str) -> int | None:
         day = date.fromisoformat(text)
     except ValueError as exc:
         raise FilterError(f"admin_audit_bad_{field}") from exc
-    return int(datetime(day.year, day.month, day.day, tzinfo=JST).timestamp())
+    at = int(datetime(day.year, day.month, day.day, tzinfo=JST).timestamp())
+    return min(max(at, _LOWEST_DAY), _HIGHEST_DAY)
 
 
 def jst(epoch: int) -> str:
@@ -86,7 +91,7 @@ def _user_targets(contract_id: str, text: str) -> list[str]:
 def conditions(contract_id: str, filters: Filters) -> list:
     """WHERE clauses for ``filters``; raises FilterError for an unreadable date."""
     where = [AuditEvent.contract_id == contract_id]
-    action = filters.action.strip()[:80]
+    action = without_controls(filters.action).strip()[:80]
     if action:
         where.append(AuditEvent.action.like(_like_prefix(action), escape="\\"))
     since = _jst_day(filters.since.strip(), "since")
@@ -95,7 +100,7 @@ def conditions(contract_id: str, filters: Filters) -> list:
         where.append(AuditEvent.at >= since)
     if until is not None:
         where.append(AuditEvent.at < until + 86400)  # the whole of the last day
-    who = filters.user.strip()[:_MAX_FILTER]
+    who = without_controls(filters.user).strip()[:_MAX_FILTER]
     if who:
         where.append(AuditEvent.target.in_(_user_targets(contract_id, who)))
     return where
@@ -120,17 +125,37 @@ def _details(details: object) -> str:
     return text if len(text) <= _MAX_DETAILS else text[:_MAX_DETAILS] + "…"
 
 
-def page_of(contract_id: str, filters: Filters, page: int) -> Page:
-    """One page of the contract's events matching ``filters``, newest first."""
+@dataclass(frozen=True)
+class Events:
+    """One page of raw events (for the JSON API) with the names the console would show."""
+
+    events: list[AuditEvent]
+    #: ``user:<id>`` -> email, for this contract's people named on the page only.
+    names: dict[str, str]
+    total: int
+    page: int
+    pages: int
+
+
+def events_of(contract_id: str, filters: Filters, page: int, *,
+              per_page: int = PAGE_SIZE) -> Events:
+    """One page of the contract's events matching ``filters``, newest first; a page past
+    the last is clamped to it (the caller compares ``page``)."""
     where = conditions(contract_id, filters)
     total = db.session.scalar(select(func.count()).select_from(AuditEvent).where(*where)) or 0
-    pages = max(1, -(-total // PAGE_SIZE))
+    pages = max(1, -(-total // per_page))
     page = min(max(page, 1), pages)
     events = list(db.session.scalars(
         select(AuditEvent).where(*where).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
-        .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)))
-    names = _names(contract_id, events)
+        .offset((page - 1) * per_page).limit(per_page)))
+    return Events(events, _names(contract_id, events), total, page, pages)
+
+
+def page_of(contract_id: str, filters: Filters, page: int) -> Page:
+    """One page of the contract's events matching ``filters``, newest first."""
+    found = events_of(contract_id, filters, page)
+    names = found.names
     rows = [Row(when=jst(e.at), actor=names.get(e.actor, e.actor), action=e.action,
                 target=names.get(e.target, e.target), ip=e.ip or "",
-                details=_details(e.details)) for e in events]
-    return Page(rows, total, page, pages)
+                details=_details(e.details)) for e in found.events]
+    return Page(rows, found.total, found.page, found.pages)

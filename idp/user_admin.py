@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 
 from . import audit, contracts, tickets
-from .accounts import AccountError, reset_two_step
+from .accounts import AccountError, reset_two_step, without_controls
 from .clock import now
 from .db import db
 from .mfa import remember
@@ -48,7 +48,7 @@ def _like(text: str) -> str:
 def search(caller: User, query: str, page: int, *, per_page: int = PAGE_SIZE) -> Page:
     """Users of the caller's contract whose email or name contains ``query``."""
     where = [User.contract_id == caller.contract_id]
-    query = query.strip()[:_MAX_QUERY]
+    query = without_controls(query).strip()[:_MAX_QUERY]
     if query:
         pattern = _like(query)
         where.append(or_(User.email.ilike(pattern, escape="\\"),

@@ -1,25 +1,39 @@
 """The contract admin JSON API (/admin/api/v1): both ways in, tenant isolation for every
-endpoint, problem details, paging, idempotent invitations, and a schemathesis run."""
+endpoint, problem details, paging, idempotent invitations and mails, the audit log, the
+contract's settings (read-only), and a schemathesis run."""
 
 from __future__ import annotations
 
 import base64
 import json
+import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
-from idp.models import AuditEvent, ContractLine, MailMessage, User
+from idp.db import db
+from idp.models import (
+    AuditEvent,
+    Contract,
+    ContractLine,
+    MailMessage,
+    RememberedBrowser,
+    Ticket,
+    User,
+)
+from idp.security import sha256_hex
 from tests.conftest import run_idp
 from tests.console_helpers import HOSTS, fetch, fetch_all, sign_in, update
-from tests.helpers import RP
+from tests.helpers import RP, bearer, refresh, tokens_for
 
 API = "/admin/api/v1"
 CODEC = HOSTS["codec"]
 LINE_A = "CAF1234567890"
 LINE_B = "COP12345678"
+JST = timezone(timedelta(hours=9))
 
 
 @dataclass
@@ -122,6 +136,33 @@ def mails_to(app, address: str) -> int:
     return len(fetch_all(app, MailMessage, to=address))
 
 
+def jst(*parts: int) -> int:
+    return int(datetime(*parts, tzinfo=JST).timestamp())
+
+
+def seed_event(app, contract_id: str | None, action: str, *, at: int, actor: str = "system",
+               target: str = "", **details: Any) -> None:
+    with app.app_context():
+        db.session.add(AuditEvent(at=at, actor=actor, action=action, target=target,
+                                  contract_id=contract_id, ip="192.0.2.1", details=details))
+        db.session.commit()
+
+
+def remember_browsers(app, user: User, count: int) -> None:
+    """``count`` live remembered browsers of ``user`` (as 2-step verification leaves them)."""
+    with app.app_context():
+        t = int(app.extensions["idp.clock"].now())
+        db.session.add_all(RememberedBrowser(
+            user_id=user.id, token_hash=sha256_hex(uuid.uuid4().hex), label="Firefox",
+            created_at=t, last_seen_at=t, expires_at=t + 30 * 86400) for _ in range(count))
+        db.session.commit()
+
+
+def live_browsers(app, user: User) -> int:
+    return sum(1 for b in fetch_all(app, RememberedBrowser, user_id=user.id)
+               if b.revoked_at is None)
+
+
 # -- who may call ---------------------------------------------------------------------------
 
 
@@ -177,7 +218,11 @@ def test_session_writes_need_the_csrf_header_and_change_nothing_without_it(app, 
     for method, path, body in [("POST", f"/users/{a.member.id}/disable", None),
                                ("PATCH", f"/users/{a.member.id}", {"role": "admin"}),
                                ("POST", "/users", {"name": "X", "email": "x@example.com"}),
-                               ("POST", "/lines", {"line_id": LINE_A})]:
+                               ("POST", "/lines", {"line_id": LINE_A}),
+                               ("POST", f"/users/{a.member.id}/email",
+                                {"email": "renamed@example.com"}),
+                               ("POST", f"/users/{a.member.id}/sessions/revoke", None),
+                               ("POST", f"/users/{a.member.id}/browsers/forget", None)]:
         assert_problem(api(method, path, body, csrf=False), 403, "csrf_failed")
         assert_problem(api(method, path, body, headers={"X-CSRF-Token": "forged"},
                            csrf=False), 403, "csrf_failed")
@@ -185,6 +230,8 @@ def test_session_writes_need_the_csrf_header_and_change_nothing_without_it(app, 
     assert (member.status, member.role) == ("active", "user")
     assert fetch(app, User, email="x@example.com") is None
     assert fetch_all(app, ContractLine, contract_id=a.contract_id) == []
+    assert member.session_epoch == a.member.session_epoch
+    assert fetch_all(app, Ticket, user_id=a.member.id) == []
 
 
 def test_a_bearer_call_needs_no_csrf_token_and_is_audited_as_the_client(app, factory, a):
@@ -245,8 +292,9 @@ def test_the_user_list_pages_and_searches_within_the_contract(api, app, factory,
 
 @pytest.mark.parametrize(("query", "field"), [
     ("page=0", "page"), ("page=x", "page"), ("per_page=101", "per_page"),
-    ("per_page=-1", "per_page"), ("q=" + "x" * 201, "q"),
-], ids=["page-0", "page-text", "per-page-too-big", "per-page-negative", "q-too-long"])
+    ("per_page=-1", "per_page"), ("q=" + "x" * 201, "q"), ("q=a%00", "q"),
+], ids=["page-0", "page-text", "per-page-too-big", "per-page-negative", "q-too-long",
+        "q-nul"])
 def test_bad_paging_is_a_validation_problem(api, query, field):
     body = assert_problem(api("GET", f"/users?{query}"), 400, "validation_failed")
     assert field in body["errors"]
@@ -416,6 +464,264 @@ def test_the_last_line_of_a_line_only_contract_goes_only_when_confirmed(api, app
     assert api("DELETE", f"/lines/{LINE_A}?confirm=true").status_code == 204
 
 
+# -- the email form: email change or login-method change ----------------------------------
+
+
+def test_a_changed_address_gets_the_email_change_link_at_the_new_address(api, app, a):
+    response = api("POST", f"/users/{a.member.id}/email", {"email": "Renamed@Example.com"})
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert (body["link"], body["to"], body["user"]["id"]) == (
+        "email_change", "renamed@example.com", a.member.id)
+    assert body["mail"] in ("sent", "delayed")
+    assert mails_to(app, "renamed@example.com") == 1 and mails_to(app, a.member.email) == 0
+    assert fetch(app, User, id=a.member.id).email == a.member.email  # not until confirmed
+    assert audit_of(app, f"user:{a.member.id}")[-1] == ("email_change.requested", api.actor)
+
+
+def test_an_unchanged_address_gets_the_login_method_change_link(api, app, a):
+    response = api("POST", f"/users/{a.member.id}/email", {"email": a.member.email.upper()})
+    assert response.status_code == 200, response.json
+    assert (response.json["link"], response.json["to"]) == (
+        "login_method_change", a.member.email)
+    assert mails_to(app, a.member.email) == 1
+    assert [t.kind for t in fetch_all(app, Ticket, user_id=a.member.id)] == [
+        "login_method_change"]
+    assert audit_of(app, f"user:{a.member.id}")[-1] == (
+        "login_method.change_requested", api.actor)
+
+
+@pytest.mark.parametrize(("first", "then", "code"), [
+    ("renamed@example.com", None, "admin_method_change_while_email_change"),
+    (None, "renamed@example.com", "email_change_while_method_change"),
+], ids=["email-change-then-method-change", "method-change-then-email-change"])
+def test_email_change_and_login_method_change_are_never_both_under_way(api, app, a, first,
+                                                                       then, code):
+    path = f"/users/{a.member.id}/email"
+    assert api("POST", path, {"email": first or a.member.email}).status_code == 200
+    sent = len(fetch_all(app, MailMessage))
+    assert_problem(api("POST", path, {"email": then or a.member.email}), 409, code)
+    assert len(fetch_all(app, MailMessage)) == sent
+    assert len(fetch_all(app, Ticket, user_id=a.member.id)) == 1
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({}, "email"), ({"email": 7}, "email"), ({"email": "not-an-address"}, "email"),
+    ({"email": "x @example.com"}, "email"), ({"email": "a\x00b@example.com"}, "email"),
+], ids=["missing", "not-a-string", "not-an-address", "space", "nul"])
+def test_an_invalid_address_is_a_validation_problem_and_sends_nothing(api, app, a, body, field):
+    problem = assert_problem(api("POST", f"/users/{a.member.id}/email", body), 400,
+                             "validation_failed")
+    assert set(problem["errors"]) == {field}
+    assert fetch_all(app, MailMessage) == [] and fetch_all(app, Ticket) == []
+
+
+def test_the_email_form_refuses_the_owner_the_invited_and_a_taken_address(api, app, a):
+    for email in (a.owner.email, "new-owner@example.com"):
+        assert_problem(api("POST", f"/users/{a.owner.id}/email", {"email": email}), 409,
+                       "admin_owner_uses_settings")
+    invited = api("POST", "/users", {"name": "X", "email": "x@example.com"}).json["user"]
+    assert_problem(api("POST", f"/users/{invited['id']}/email", {"email": "y@example.com"}),
+                   409, "admin_not_active")
+    assert_problem(api("POST", f"/users/{a.member.id}/email", {"email": a.admin.email}), 409,
+                   "email_taken")
+    assert [m.to for m in fetch_all(app, MailMessage)] == ["x@example.com"]  # the invitation
+
+
+def test_an_idempotency_key_sends_the_email_link_once(api, app, a):
+    path, key = f"/users/{a.member.id}/email", {"Idempotency-Key": "mail-7"}
+    first = api("POST", path, {"email": "renamed@example.com"}, headers=key)
+    again = api("POST", path, {"email": "renamed@example.com"}, headers=key)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json["mail"] == "none"
+    assert (again.json["link"], again.json["to"], again.json["user"]["id"]) == (
+        "email_change", "renamed@example.com", a.member.id)
+    assert mails_to(app, "renamed@example.com") == 1
+    assert_problem(api("POST", path, {"email": "other@example.com"}, headers=key), 422,
+                   "idempotency_key_reused")
+    assert_problem(api("POST", f"/users/{a.admin.id}/email", {"email": "renamed@example.com"},
+                       headers=key), 422, "idempotency_key_reused")
+
+
+def test_a_refused_email_link_does_not_burn_its_idempotency_key(api, app, a):
+    path, key = f"/users/{a.member.id}/email", {"Idempotency-Key": "mail-8"}
+    assert_problem(api("POST", path, {"email": a.admin.email}, headers=key), 409, "email_taken")
+    assert_problem(api("POST", path, {"email": a.admin.email}, headers=key), 409, "email_taken")
+
+
+# -- sign out everywhere, forget remembered browsers ------------------------------------------
+
+
+def test_signing_a_user_out_everywhere_ends_their_tokens_and_is_audited(api, app, a, rp):
+    theirs = app.test_client()
+    tokens = tokens_for(theirs, rp, a.member, scope="openid offline_access")
+    assert theirs.get("/userinfo", headers=bearer(tokens["access_token"])).status_code == 200
+    response = api("POST", f"/users/{a.member.id}/sessions/revoke")
+    assert response.status_code == 200, response.json
+    assert response.json["user"]["status"] == "active"
+    assert fetch(app, User, id=a.member.id).session_epoch == a.member.session_epoch + 1
+    assert theirs.get("/userinfo", headers=bearer(tokens["access_token"])).status_code == 401
+    assert refresh(theirs, rp, tokens["refresh_token"]).status_code == 400
+    assert audit_of(app, f"user:{a.member.id}")[-1] == ("user.sessions_revoked", api.actor)
+
+
+def test_forgetting_remembered_browsers_counts_them_and_is_audited(api, app, a):
+    remember_browsers(app, a.member, 2)
+    response = api("POST", f"/users/{a.member.id}/browsers/forget")
+    assert response.status_code == 200 and response.json["forgotten"] == 2
+    assert live_browsers(app, a.member) == 0
+    assert api("POST", f"/users/{a.member.id}/browsers/forget").json["forgotten"] == 0
+    assert audit_of(app, f"user:{a.member.id}")[-1] == (
+        "mfa.browsers_revoked_by_admin", api.actor)
+
+
+@pytest.mark.parametrize("action", ["sessions/revoke", "browsers/forget"])
+def test_the_owners_sessions_and_browsers_are_the_owners_alone(api, app, a, action):
+    remember_browsers(app, a.owner, 1)
+    assert_problem(api("POST", f"/users/{a.owner.id}/{action}"), 409, "admin_owner_fixed")
+    owner = fetch(app, User, id=a.owner.id)
+    assert owner.session_epoch == a.owner.session_epoch and live_browsers(app, a.owner) == 1
+    assert audit_of(app, f"user:{a.owner.id}") == []
+
+
+@pytest.mark.parametrize("action", ["sessions/revoke", "browsers/forget"])
+def test_the_owner_may_end_their_own_through_their_session(app, a, action):
+    remember_browsers(app, a.owner, 1)
+    api = session_api(app, a.owner)
+    assert api("POST", f"/users/{a.owner.id}/{action}").status_code == 200
+    assert audit_of(app, f"user:{a.owner.id}")[-1][1] == f"user:{a.owner.id}"
+
+
+def test_an_invited_user_has_no_sessions_to_end(api, app):
+    invited = api("POST", "/users", {"name": "X", "email": "x@example.com"}).json["user"]
+    assert_problem(api("POST", f"/users/{invited['id']}/sessions/revoke"), 409,
+                   "admin_not_active")
+
+
+# -- the audit log ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def logged(app, a, b):
+    """Events of A (and one of B, which A must never see), in Japan time."""
+    seed_event(app, a.contract_id, "signin.succeeded", at=jst(2026, 1, 4, 23, 59),
+               actor=f"user:{a.member.id}", target=f"user:{a.member.id}")
+    seed_event(app, a.contract_id, "user.disabled", at=jst(2026, 1, 5, 0, 0),
+               actor=f"user:{a.admin.id}", target=f"user:{a.member.id}")
+    seed_event(app, a.contract_id, "user.enabled", at=jst(2026, 1, 6, 23, 59, 59),
+               actor="client:someone", target=f"user:{a.member.id}", reason="back")
+    seed_event(app, a.contract_id, "mfa.reset", at=jst(2026, 1, 7, 0, 0),
+               actor=f"user:{b.admin.id}", target=f"user:{a.admin.id}")
+    seed_event(app, b.contract_id, "user.disabled", at=jst(2026, 1, 5, 12, 0),
+               actor=f"user:{b.admin.id}", target=f"user:{b.member.id}")
+
+
+def _actions(response) -> list[str]:
+    assert response.status_code == 200, response.get_data(as_text=True)[:800]
+    return [e["action"] for e in response.json["items"]]
+
+
+def test_the_audit_log_lists_the_contracts_events_newest_first_with_names(api, a, logged):
+    response = api("GET", "/audit?from=2026-01-01&to=2026-01-31")
+    assert _actions(response) == ["mfa.reset", "user.enabled", "user.disabled",
+                                  "signin.succeeded"]
+    first, _, disabled, _ = response.json["items"]
+    # Names only for this contract's people: B's admin stays an id.
+    assert (first["actor_email"], first["target_email"]) == (None, a.admin.email)
+    assert (disabled["actor_email"], disabled["target_email"]) == (a.admin.email,
+                                                                   a.member.email)
+    assert disabled["at_jst"] == "2026-01-05 00:00:00" and disabled["ip"] == "192.0.2.1"
+    assert response.json["items"][1]["details"] == {"reason": "back"}
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("from=2026-01-05&to=2026-01-06", ["user.enabled", "user.disabled"]),
+    ("to=2026-01-04", ["signin.succeeded"]),
+    ("action=user.&from=2026-01-01", ["user.enabled", "user.disabled"]),
+    ("user=a-admin&from=2026-01-01&to=2026-01-31", ["mfa.reset"]),
+    ("user=b-member", []),
+    ("action=user.disabled&from=2026-01-01", ["user.disabled"]),
+], ids=["jst-days", "until-the-end-of-a-day", "action-prefix", "user-email", "other-contract",
+        "action-exact"])
+def test_the_audit_log_filters_as_the_console(api, logged, query, expected):
+    assert _actions(api("GET", f"/audit?{query}")) == expected
+
+
+def test_the_audit_log_filters_by_user_id_of_this_contract_only(api, a, b, logged):
+    assert _actions(api("GET", f"/audit?user={a.admin.id}&to=2026-01-31")) == ["mfa.reset"]
+    assert api("GET", f"/audit?user={b.member.id}").json["total"] == 0
+
+
+def test_the_audit_log_pages_and_ends_with_an_empty_page(api, logged):
+    query = "from=2026-01-01&to=2026-01-31&per_page=3"
+    first = api("GET", f"/audit?{query}").json
+    assert (first["total"], first["page"], first["per_page"], len(first["items"])) == (4, 1, 3, 3)
+    assert _actions(api("GET", f"/audit?{query}&page=2")) == ["signin.succeeded"]
+    assert api("GET", f"/audit?{query}&page=3").json["items"] == []
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ("from=2026-13-01", "from"), ("to=2026-02-30", "to"), ("from=2026/01/01", "from"),
+    ("to=20260101", "to"), ("from=yesterday", "from"), ("per_page=101", "per_page"),
+    ("page=0", "page"), ("action=" + "x" * 81, "action"), ("user=" + "x" * 201, "user"),
+    ("user=a%00b", "user"), ("action=user.%00", "action"),
+], ids=["month-13", "feb-30", "slashes", "basic-format", "word", "per-page", "page-0",
+        "long-action", "long-user", "nul-user", "nul-action"])
+def test_bad_audit_filters_are_validation_problems(api, query, field):
+    problem = assert_problem(api("GET", f"/audit?{query}"), 400, "validation_failed")
+    assert field in problem["errors"]
+
+
+@pytest.mark.parametrize("query", ["from=0001-01-01", "to=9999-12-31", "from=2300-01-01",
+                                   "to=1900-01-01"], ids=["year-1", "year-9999", "2300", "1900"])
+def test_far_away_days_are_no_error_on_either_backend(api, logged, query):
+    # ``at`` is 32-bit on PostgreSQL: bounds outside it must not reach the database as such.
+    assert api("GET", f"/audit?{query}").status_code == 200
+
+
+def test_the_api_calls_themselves_appear_in_the_audit_log_with_their_actor(api, a):
+    api("POST", f"/users/{a.member.id}/browsers/forget")
+    event = api("GET", "/audit?action=mfa.browsers").json["items"][0]
+    assert (event["actor"], event["target"]) == (api.actor, f"user:{a.member.id}")
+
+
+# -- the contract's settings (read-only) --------------------------------------------------------
+
+
+def test_the_contract_shows_its_settings_but_never_the_ad_bind_password(api, app, a):
+    update(app, Contract, a.contract_id, connection_id="adfs-abcdefghijklmnopqr",
+           access_route="line-only", two_step_enabled=True, two_step_keep_on_reset=True,
+           ad_settings={"type": "ldap", "url": "ldaps://dc.example.com",
+                        "bind_dn": "cn=svc", "bind_password_enc": "SEALED-SECRET"})
+    response = api("GET", "/contract")
+    assert response.status_code == 200
+    body = response.json
+    assert (body["id"], body["plan"], body["state"], body["access_route"]) == (
+        a.contract_id, "basic", "active", "line-only")
+    assert body["two_step"] == {"enabled": True, "in_force": False}  # line-only
+    assert body["two_step_keep_on_reset"] is True
+    assert (body["connection_id"], body["ad_type"]) == ("adfs-abcdefghijklmnopqr", "ldap")
+    text = response.get_data(as_text=True)
+    assert "SEALED" not in text and "bind" not in text and "ldaps" not in text
+
+
+def test_a_contract_without_ad_shows_none(api, app, a):
+    update(app, Contract, a.contract_id, two_step_enabled=True)
+    body = api("GET", "/contract").json
+    assert (body["connection_id"], body["ad_type"], body["two_step"]) == (
+        None, None, {"enabled": True, "in_force": True})
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_the_contract_settings_cannot_be_written_through_the_api(api, app, a, method):
+    response = api(method, "/contract", {"access_route": "line-only", "two_step": True})
+    assert response.status_code in (404, 405)
+    contract = fetch(app, Contract, id=a.contract_id)
+    assert (contract.access_route, contract.two_step_enabled) == ("line+internet", False)
+    assert not [e for e in fetch_all(app, AuditEvent, contract_id=a.contract_id)
+                if e.action.startswith("contract.")]
+
+
 # -- tenant isolation: every endpoint ----------------------------------------------------------
 
 #: (method, path, body) with {user} = contract B's member and {line} = B's line.
@@ -426,6 +732,10 @@ CROSS = [
     ("POST", "/users/{user}/disable", None),
     ("POST", "/users/{user}/enable", None),
     ("POST", "/users/{user}/two-step/reset", None),
+    ("POST", "/users/{user}/email", {"email": "a-renames-b@example.com"}),
+    ("POST", "/users/{user}/email", {"email": "b-member@example.com"}),
+    ("POST", "/users/{user}/sessions/revoke", None),
+    ("POST", "/users/{user}/browsers/forget", None),
     ("DELETE", "/lines/{line}", None),
 ]
 
@@ -437,16 +747,20 @@ def b_state(app, factory, b):
     assert b_api("POST", "/lines", {"line_id": LINE_B}).status_code == 201
     invited = b_api("POST", "/users", {"name": "B", "email": "b-invited@example.com"})
     b_api("POST", f"/users/{b.admin.id}/disable")
+    remember_browsers(app, b.member, 1)
+    remember_browsers(app, b.owner, 1)
     return {"invited": invited.json["user"]["id"], "disabled": b.admin.id}
 
 
 def _snapshot(app, b: Tenant) -> Any:
-    users = sorted((u.id, u.role, u.status, u.updated_at, u.two_step_reset_at)
+    users = sorted((u.id, u.email, u.role, u.status, u.updated_at, u.two_step_reset_at,
+                    u.session_epoch, live_browsers(app, u))
                    for u in fetch_all(app, User, contract_id=b.contract_id))
     lines = [r.line_id for r in fetch_all(app, ContractLine, contract_id=b.contract_id)]
     mails = len(fetch_all(app, MailMessage))
     events = len(fetch_all(app, AuditEvent, contract_id=b.contract_id))
-    return users, lines, mails, events
+    tickets = len(fetch_all(app, Ticket))
+    return users, lines, mails, events, tickets
 
 
 @pytest.mark.parametrize(("method", "path", "body"), CROSS,
@@ -465,6 +779,12 @@ def test_contract_a_lists_and_searches_only_its_own(api, b, b_state):
     assert not {u["id"] for u in listed} & {b.owner.id, b.member.id, b_state["invited"]}
     assert api("GET", "/users?q=b-").json["total"] == 0
     assert api("GET", "/lines").json["items"] == []
+    audit = api("GET", "/audit?per_page=100").json
+    refs = {ref for e in audit["items"] for ref in (e["actor"], e["target"])}
+    assert not refs & {f"user:{b.owner.id}", f"user:{b.member.id}", f"user:{b.admin.id}",
+                       f"contract:{b.contract_id}", f"user:{b_state['invited']}"}
+    assert api("GET", f"/audit?user={b.member.email}").json["total"] == 0
+    assert api("GET", "/contract").json["id"] != b.contract_id
 
 
 def test_contract_a_cannot_take_or_invite_into_contract_b(api, app, b, b_state):
@@ -474,7 +794,7 @@ def test_contract_a_cannot_take_or_invite_into_contract_b(api, app, b, b_state):
     # B's still-invited address is not resent from A.
     assert_problem(api("POST", "/users", {"name": "X", "email": "b-invited@example.com"}),
                    409, "admin_email_taken")
-    users, lines, _, events = before
+    users, lines, _, events, _ = before
     after = _snapshot(app, b)
     assert (after[0], after[1], after[3]) == (users, lines, events)
 
@@ -503,7 +823,11 @@ def test_the_openapi_document_describes_every_endpoint(client):
         ("PATCH", "/users/{user_id}"), ("POST", "/users/{user_id}/resend"),
         ("POST", "/users/{user_id}/disable"), ("POST", "/users/{user_id}/enable"),
         ("POST", "/users/{user_id}/two-step/reset"), ("GET", "/lines"), ("POST", "/lines"),
-        ("DELETE", "/lines/{line_id}")}
+        ("DELETE", "/lines/{line_id}"), ("POST", "/users/{user_id}/email"),
+        ("POST", "/users/{user_id}/sessions/revoke"),
+        ("POST", "/users/{user_id}/browsers/forget"), ("GET", "/audit"), ("GET", "/contract")}
+    assert not {m for m in doc["paths"]["/contract"]} - {"get"}  # read-only
+    assert "settings menu" in doc["paths"]["/contract"]["get"]["description"]
 
 
 def test_schemathesis_finds_no_server_error(app, factory, a):
@@ -515,7 +839,7 @@ def test_schemathesis_finds_no_server_error(app, factory, a):
     auth = {"Authorization": f"Bearer {api.token}"}
     schema = schemathesis.openapi.from_wsgi(API + "/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 11
+    assert len(operations) >= 16
     ids = [a.member.id, a.admin.id, a.owner.id]
 
     for operation in operations:

@@ -334,3 +334,14 @@ def test_the_pages_read_in_english(app, console, basic):
     assert "Remembered browsers 1" in page and "Sign out everywhere" in page
     asked = submit(console, detail, detail + "/browsers/forget", ui="en")
     assert "Forget this user's remembered browsers?" in text_of(asked)
+
+
+def test_control_characters_in_the_console_filters_are_ignored_not_an_error(app, basic):
+    from tests.console_helpers import HOSTS, sign_in
+
+    browser = app.test_client()
+    sign_in(browser, email=basic.owner.email)
+    base = HOSTS["codec"]
+    assert browser.get("/admin/users?q=a%00b", base_url=base).status_code == 200
+    assert browser.get("/admin/audit?action=user.%00&user=x%00",
+                       base_url=base).status_code == 200

@@ -1,7 +1,9 @@
 """Contract admin JSON API under ``/admin/api/v1`` (SPEC §10; errors per RFC 9457).
 
 The same rules as the HTML console (``idp.endpoints.admin``), through the same domain
-functions: ``idp.user_admin``, ``idp.invitations``, ``idp.lines``, ``idp.mfa.enrolment``.
+functions: ``idp.user_admin``, ``idp.invitations``, ``idp.lines``, ``idp.mfa.enrolment``,
+``idp.email_change``, ``idp.login_method_change``, ``idp.audit_log``. The contract's
+settings are read-only here: changing them stays the owner's, in the settings menu (SPEC §2).
 
 Two ways in: a bearer access token (RFC 6750) of an admin client of one contract, from
 the client_credentials grant with scope ``admin``; or an owner's or admin's browser
@@ -13,6 +15,7 @@ tenants cannot be probed.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,15 +26,17 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 from wtforms.validators import ValidationError
 
-from .. import audit, contracts, invitations, lines, user_admin
+from .. import audit, audit_log, contracts, email_change, invitations, lines, user_admin
+from .. import contract_settings as settings_rules
+from .. import login_method_change as method_change
 from .. import session as sessions
-from ..accounts import AccountError
+from ..accounts import AccountError, normalise_email, valid_email
 from ..admin_openapi import document
 from ..db import db
 from ..i18n import t
 from ..lines import LineIdError
 from ..mfa import enrolment
-from ..models import Client, Contract, ContractLine, MailMessage, User
+from ..models import AuditEvent, Client, Contract, ContractLine, MailMessage, User
 from ..notify import mail
 from ..oauth.grants import ADMIN_CONTRACT_KEY, ADMIN_SCOPE
 from ..oauth.tokens import find_access_token, revoke_access_tokens
@@ -57,8 +62,10 @@ _FIELD_OF = {
     "admin_name_required": "name", "admin_name_too_long": "name",
     "admin_email_invalid": "email", "admin_role_invalid": "role",
     "admin_lang_invalid": "lang", "line_id_required": "line_id",
-    "line_id_invalid": "line_id",
+    "line_id_invalid": "line_id", "email_invalid": "email",
 }
+#: Audit-log filter dates, as the console takes them: a day in Japan time.
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
@@ -230,6 +237,10 @@ def _body(*fields: str, required: tuple[str, ...] = ()) -> dict[str, str]:
         if not isinstance(value, str):
             errors[name] = "must be a string"
             continue
+        if "\x00" in value:
+            # PostgreSQL text cannot hold NUL: refused here as input, not a 500 later.
+            errors[name] = "must not contain NUL"
+            continue
         out[name] = value
     if errors:
         raise Problem(400, "validation_failed", "The request has invalid fields.",
@@ -247,6 +258,15 @@ def _account_problem(exc: AccountError | LineIdError) -> Problem:
     if field:
         return Problem(400, "validation_failed", message, errors={field: message})
     return Problem(409, key, message)
+
+
+def _text_arg(name: str, limit: int, errors: dict[str, str]) -> str:
+    value = request.args.get(name, "")
+    if len(value) > limit:
+        errors[name] = f"at most {limit} characters"
+    elif "\x00" in value:
+        errors[name] = "must not contain NUL"  # as in ``_body``
+    return value
 
 
 def _int_arg(name: str, default: int, low: int, high: int, errors: dict[str, str]) -> int:
@@ -320,9 +340,7 @@ def list_users() -> Response:
     errors: dict[str, str] = {}
     page = _int_arg("page", 1, 1, 1_000_000, errors)
     per_page = _int_arg("per_page", user_admin.PAGE_SIZE, 1, MAX_PER_PAGE, errors)
-    query = request.args.get("q", "")
-    if len(query) > 200:
-        errors["q"] = "at most 200 characters"
+    query = _text_arg("q", 200, errors)
     if errors:
         raise Problem(400, "validation_failed", "The query has invalid parameters.",
                       errors=errors)
@@ -396,7 +414,8 @@ def _replay(record: dict[str, Any], fingerprint: str) -> Response:
     user = user_admin.find(_caller(), str(record.get("user_id", "")))
     if user is None:
         raise Problem(404, "not_found", "The user of this request no longer exists.")
-    return _json_response({"user": _user_json(user), "mail": "none"}, 200)
+    return _json_response({"user": _user_json(user), "mail": "none",
+                           **record.get("extra", {})}, 200)
 
 
 @bp.post("/users/<user_id>/resend")
@@ -452,6 +471,146 @@ def reset_two_step(user_id: str) -> Response:
         raise _account_problem(exc) from None
     return _json_response({"user": _user_json(target, detail=True),
                            "mail": _mail_state(notice)})
+
+
+@bp.post("/users/<user_id>/email")
+def email_link(user_id: str) -> Response:
+    """The console's email form (this call is its confirmation): a changed address gets
+    the email-change link, the unchanged one the login-method-change link; never both
+    under way. A retry with the same ``Idempotency-Key`` answers 200 and sends nothing."""
+    target = _target(user_id)
+    body = _body("email", required=("email",))
+    address = normalise_email(body["email"])
+    changed = address != target.email
+    # The console's checks, in its order, before anything is reserved or written.
+    if target.role == "owner":
+        raise _account_problem(AccountError("admin_owner_uses_settings"))
+    if target.status != "active":
+        raise _account_problem(AccountError("admin_not_active"))
+    if changed and not valid_email(address):
+        raise _account_problem(AccountError("admin_email_invalid"))
+    store = current_app.extensions["idp.store"]
+    key = _idempotency_key()
+    # Bound to this operation and user: the same key on another user is a 422, not a replay.
+    fingerprint = sha256_hex(json.dumps({"op": "email", "user": target.id, "email": address}))
+    if key is not None and not store.add(key, {"state": "pending", "fp": fingerprint},
+                                         IDEMPOTENCY_TTL):
+        return _replay(store.get(key) or {}, fingerprint)
+    try:
+        # Under the user's row lock the domain functions check again that the other
+        # change is not under way (two admins at once cannot start both).
+        method_change.lock_user(target)
+        if changed:
+            message = email_change.request(target, address, actor=_caller(),
+                                           lang=target.locale)
+        else:
+            message = method_change.request(target, actor=_caller(), lang=target.locale)
+        db.session.commit()
+    except AccountError as exc:
+        db.session.rollback()
+        if key is not None:
+            store.delete(key)
+        raise _account_problem(exc) from None
+    except Exception:
+        db.session.rollback()
+        if key is not None:
+            store.delete(key)
+        raise
+    state = _mail_state(message)
+    extra = {"link": "email_change" if changed else "login_method_change", "to": address}
+    if key is not None:
+        store.put(key, {"state": "done", "fp": fingerprint, "user_id": target.id,
+                        "extra": extra}, IDEMPOTENCY_TTL)
+    return _json_response({"user": _user_json(target), "mail": state, **extra})
+
+
+@bp.post("/users/<user_id>/sessions/revoke")
+def revoke_sessions(user_id: str) -> Response:
+    """Sign the user out everywhere: sessions, refresh and access tokens. The owner's are
+    the owner's alone (``user_admin``): an admin client acts as an admin, so 409."""
+    target = _target(user_id)
+    try:
+        digests = user_admin.sign_out_everywhere(_caller(), target)
+    except AccountError as exc:
+        raise _account_problem(exc) from None
+    revoke_access_tokens(*digests)  # after the commit (the SQLite lock rule)
+    return _json_response({"user": _user_json(target)})
+
+
+@bp.post("/users/<user_id>/browsers/forget")
+def forget_browsers(user_id: str) -> Response:
+    """Forget the user's remembered browsers: 2-step verification is asked again."""
+    target = _target(user_id)
+    try:
+        count = user_admin.forget_browsers(_caller(), target)
+    except AccountError as exc:
+        raise _account_problem(exc) from None
+    return _json_response({"user": _user_json(target), "forgotten": count})
+
+
+# -- the contract's audit log -------------------------------------------------------------------
+
+
+def _event_json(event: AuditEvent, names: dict[str, str]) -> dict[str, Any]:
+    return {"id": event.id, "at": event.at, "at_jst": audit_log.jst(event.at),
+            "actor": event.actor, "actor_email": names.get(event.actor),
+            "action": event.action, "target": event.target,
+            "target_email": names.get(event.target), "ip": event.ip or "",
+            "details": event.details or {}}
+
+
+@bp.get("/audit")
+def audit_events() -> Response:
+    """The caller's contract's audit log, newest first, filtered as on the console."""
+    errors: dict[str, str] = {}
+    page = _int_arg("page", 1, 1, 1_000_000, errors)
+    per_page = _int_arg("per_page", audit_log.PAGE_SIZE, 1, MAX_PER_PAGE, errors)
+    args = request.args
+    action, user = _text_arg("action", 80, errors), _text_arg("user", 200, errors)
+    for name in ("from", "to"):
+        value = args.get(name, "").strip()
+        if value and not _DATE.match(value):
+            errors[name] = "a day as YYYY-MM-DD (Japan time)"
+    filters = audit_log.Filters(action=action, user=user,
+                                since=args.get("from", ""), until=args.get("to", ""))
+    found = None
+    if not errors:
+        try:
+            found = audit_log.events_of(_caller().contract_id, filters, page,
+                                        per_page=per_page)
+        except audit_log.FilterError as exc:
+            errors["from" if str(exc).endswith("since") else "to"] = (
+                "a day as YYYY-MM-DD (Japan time)")
+    if errors or found is None:
+        raise Problem(400, "validation_failed", "The query has invalid parameters.",
+                      errors=errors)
+    # As the user list: a page past the last one is empty, so a client paging on stops.
+    events = found.events if found.page == page else []
+    return _json_response({"total": found.total, "page": page, "per_page": per_page,
+                           "items": [_event_json(e, found.names) for e in events]})
+
+
+# -- the contract's settings (read-only) --------------------------------------------------------
+
+
+@bp.get("/contract")
+def get_contract() -> Response:
+    """The contract's settings as the settings menu shows them. Read-only: changing them
+    is the owner's, in the settings menu (SPEC §2), never an admin's nor a client's."""
+    contract = _contract()
+    # Only the AD type leaves the server: the rest of ``ad_settings`` holds the sealed
+    # bind password, which is never shown back, not even to the owner.
+    ad_type = (contract.ad_settings or {}).get("type")
+    return _json_response({
+        "id": contract.id, "name": contract.name, "plan": contract.plan,
+        "state": contracts.state(contract), "trial_ends_at": contract.trial_ends_at,
+        "access_route": contract.access_route,
+        "two_step": {"enabled": contract.two_step_enabled,
+                     "in_force": settings_rules.two_step_in_force(contract)},
+        "two_step_keep_on_reset": contract.two_step_keep_on_reset,
+        "connection_id": contract.connection_id,
+        "ad_type": ad_type if isinstance(ad_type, str) else None,
+    })
 
 
 # -- line IDs ---------------------------------------------------------------------------------

@@ -660,3 +660,19 @@ def test_private_key_jwt_client_authenticates_with_its_registered_jwks(client, i
         "exp": now + 60}, stranger, algorithms=["RS256"])
     assert token_request(forged).status_code == 401
 
+
+
+def test_a_registered_client_can_never_become_a_contracts_admin_client(app, client, iat,
+                                                                       factory):
+    """The admin API trusts a client's ``contract_id`` (set by an operator's CLI only):
+    registration must not be a way to claim one, nor the ``admin`` scope."""
+    victim = factory.user()
+    body = registered(client, iat, grant_types=["client_credentials"], redirect_uris=[],
+                      response_types=[], contract_id=victim.contract_id)
+    stored = stored_client(app, body["client_id"])
+    assert "contract_id" not in stored.meta
+    assert "admin" not in stored.scope.split()
+    token = client.post("/token", data={"grant_type": "client_credentials", "scope": "admin"},
+                        auth=(body["client_id"], body["client_secret"]))
+    assert token.status_code == 400
+    assert token.json["error"] == "invalid_scope"

@@ -57,3 +57,44 @@ def clean_artifacts(prefix: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     for path in ARTIFACTS.glob(prefix + "*.png"):
         path.unlink()
+
+
+# -- acting like a person (shared by the page-level tests) --------------------------------
+
+
+def page_path(driver) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(driver.current_url).path
+
+
+def fill(driver, **fields: str) -> None:
+    """Type ``fields`` (by input name) into the page, replacing what is there."""
+    from selenium.webdriver.common.by import By
+
+    for name, value in fields.items():
+        box = driver.find_element(By.NAME, name)
+        box.clear()
+        box.send_keys(value)
+
+
+def next_page(driver, act) -> None:
+    """Do ``act`` (a click) and wait for the page it loads."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # click() returns before the next page has loaded: mark this page's window, and wait
+    # for a loaded document without the mark (a new page has a new window object).
+    driver.execute_script("window.__submitted = true")
+    act()
+    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script(
+            "return window.__submitted === undefined && document.readyState === 'complete'"))
+
+
+def submit(driver, field: str) -> None:
+    """Press the submit button of the form holding ``field``, as a person would."""
+    from selenium.webdriver.common.by import By
+
+    form = driver.find_element(By.NAME, field).find_element(By.XPATH, "./ancestor::form")
+    next_page(driver, form.find_element(By.CSS_SELECTOR, "button[type=submit]").click)

@@ -9,34 +9,11 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
-
-from tests.browser import chromium, clean_artifacts, screenshot
+from tests.browser import chromium, clean_artifacts, fill, screenshot, submit
 from tests.helpers import PASSWORD
 from tests.live import live_provider
 
 NEW_PASSWORD = "Sakura-Blossom-2026"
-
-
-def _fill(driver, **fields: str) -> None:
-    for name, value in fields.items():
-        box = driver.find_element(By.NAME, name)
-        box.clear()
-        box.send_keys(value)
-
-
-def _submit(driver, field: str) -> None:
-    """Press the submit button of the form holding ``field``, as a person would."""
-    form = driver.find_element(By.NAME, field).find_element(By.XPATH, "./ancestor::form")
-    # click() returns before the next page has loaded: mark this page's window, and wait
-    # for a loaded document without the mark (a new page has a new window object).
-    driver.execute_script("window.__submitted = true")
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(
-        lambda d: d.execute_script(
-            "return window.__submitted === undefined && document.readyState === 'complete'"))
 
 
 def test_an_invited_user_registers_and_signs_in_in_a_japanese_browser(
@@ -48,12 +25,12 @@ def test_an_invited_user_registers_and_signs_in_in_a_japanese_browser(
         driver.get(base + "/login?next=/admin/users/invite")
         assert "ログイン" in driver.title
         screenshot(driver, "invitation-01-owner-login")
-        _fill(driver, email="owner@example.com", password=PASSWORD)
-        _submit(driver, "password")
+        fill(driver, email="owner@example.com", password=PASSWORD)
+        submit(driver, "password")
         assert urlsplit(driver.current_url).path == "/admin/users/invite", driver.title
-        _fill(driver, name="利用 花子", email="hanako@example.com")
+        fill(driver, name="利用 花子", email="hanako@example.com")
         screenshot(driver, "invitation-02-invite-form")
-        _submit(driver, "email")
+        submit(driver, "email")
         assert "hanako@example.com" in driver.page_source
         screenshot(driver, "invitation-03-invited")
 
@@ -66,17 +43,17 @@ def test_an_invited_user_registers_and_signs_in_in_a_japanese_browser(
         assert "hanako@example.com" in driver.page_source
         assert "英大文字、英小文字、数字、記号から3種類以上" in driver.page_source
         screenshot(driver, "invitation-04-registration")
-        _fill(driver, password=NEW_PASSWORD, password_confirmation=NEW_PASSWORD)
-        _submit(driver, "password")
+        fill(driver, password=NEW_PASSWORD, password_confirmation=NEW_PASSWORD)
+        submit(driver, "password")
         screenshot(driver, "invitation-05-confirmation")
-        _submit(driver, "nonce")
+        submit(driver, "nonce")
         screenshot(driver, "invitation-06-registered")
 
         # ... and signs in with the address and the password just chosen.
         driver.get(base + "/login")
-        _fill(driver, email="hanako@example.com", password=NEW_PASSWORD)
+        fill(driver, email="hanako@example.com", password=NEW_PASSWORD)
         screenshot(driver, "invitation-07-login")
-        _submit(driver, "password")
+        submit(driver, "password")
         assert "hanako@example.com" in driver.page_source
         assert "ログインしました" in driver.page_source
         screenshot(driver, "invitation-08-signed-in")

@@ -10,14 +10,19 @@ land in tests/artifacts/console-*.png (git-ignored) for a person to look at.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
-from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser import chromium, clean_artifacts, screenshot
+from tests.browser import (
+    chromium,
+    clean_artifacts,
+    fill,
+    next_page,
+    page_path,
+    screenshot,
+    submit,
+)
 from tests.helpers import PASSWORD
 from tests.live import live_provider
 
@@ -29,43 +34,15 @@ EAST_LINE = "CAF1234567890"
 WEST_LINE = "COP12345678"
 
 
-def _path(driver) -> str:
-    return urlsplit(driver.current_url).path
-
-
-def _fill(driver, **fields: str) -> None:
-    for name, value in fields.items():
-        box = driver.find_element(By.NAME, name)
-        box.clear()
-        box.send_keys(value)
-
-
-def _next_page(driver, act: Callable[[], None]) -> None:
-    """Do ``act`` (a click) and wait for the page it loads."""
-    # click() returns before the next page has loaded: mark this page's window, and wait
-    # for a loaded document without the mark (a new page has a new window object).
-    driver.execute_script("window.__submitted = true")
-    act()
-    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(
-        lambda d: d.execute_script(
-            "return window.__submitted === undefined && document.readyState === 'complete'"))
-
-
-def _submit(driver, field: str) -> None:
-    """Press the submit button of the form holding ``field``, as a person would."""
-    form = driver.find_element(By.NAME, field).find_element(By.XPATH, "./ancestor::form")
-    _next_page(driver, form.find_element(By.CSS_SELECTOR, "button[type=submit]").click)
-
-
 def _press(driver, action_ends_with: str) -> None:
     """Press the button of the POST form whose action ends with ``action_ends_with``."""
     button = driver.find_element(
         By.CSS_SELECTOR, f"form[action$='{action_ends_with}'] button[type=submit]")
-    _next_page(driver, button.click)
+    next_page(driver, button.click)
 
 
 def _click(driver, selector: str) -> None:
-    _next_page(driver, driver.find_element(By.CSS_SELECTOR, selector).click)
+    next_page(driver, driver.find_element(By.CSS_SELECTOR, selector).click)
 
 
 def _h1(driver) -> str:
@@ -120,9 +97,9 @@ def test_the_console_and_the_settings_menu_in_a_japanese_browser(app, settings, 
     with live_provider(settings) as base, chromium(lang="ja") as driver:
         # The owner signs in and lands on the users list: the contract's three people.
         driver.get(base + "/login?next=/admin/users")
-        _fill(driver, email=OWNER, password=PASSWORD)
-        _submit(driver, "password")
-        assert _path(driver) == "/admin/users", driver.title
+        fill(driver, email=OWNER, password=PASSWORD)
+        submit(driver, "password")
+        assert page_path(driver) == "/admin/users", driver.title
         assert "管理コンソール" in driver.title
         assert _h1(driver) == "ユーザー一覧"
         assert driver.find_element(By.CSS_SELECTOR, "p.count").text == "3 件"
@@ -137,8 +114,8 @@ def test_the_console_and_the_settings_menu_in_a_japanese_browser(app, settings, 
         _shot(driver, "console-01-users")
 
         # A search by part of a name.
-        _fill(driver, q="花子")
-        _submit(driver, "q")
+        fill(driver, q="花子")
+        submit(driver, "q")
         assert parse_qs(urlsplit(driver.current_url).query) == {"q": ["花子"]}
         assert driver.find_element(By.CSS_SELECTOR, "p.count").text == "1 件"
         assert [r[0] for r in _rows(driver, "users")] == [MEMBER]
@@ -167,17 +144,17 @@ def test_the_console_and_the_settings_menu_in_a_japanese_browser(app, settings, 
             By.CSS_SELECTOR, "p.warning").text
         _shot(driver, "console-05-confirm-sign-out-everywhere")
         _press(driver, f"/admin/users/{member.id}/sessions/revoke")
-        assert _path(driver) == f"/admin/users/{member.id}"
+        assert page_path(driver) == f"/admin/users/{member.id}"
         assert f"{MEMBER} をすべての端末からログアウトさせました。" in _notices(driver)
         _shot(driver, "console-06-signed-out-everywhere")
 
         # The invitation form and its result: the invitee's page, waiting for registration.
         _click(driver, "nav.admin-nav a[href='/admin/users/invite']")
         assert _h1(driver) == "利用者登録"
-        _fill(driver, name="鈴木 一郎", email=INVITEE)
+        fill(driver, name="鈴木 一郎", email=INVITEE)
         driver.find_element(By.CSS_SELECTOR, "input[name=role][value=admin]").click()
         _shot(driver, "console-07-invite-form")
-        _submit(driver, "email")
+        submit(driver, "email")
         assert _h1(driver) == "ユーザ詳細"
         assert f"{INVITEE} 宛に利用者登録のご案内メールを送信しました。" in _notices(driver)
         assert driver.find_element(By.CSS_SELECTOR, "dd.user-status").text == "登録待ち"
@@ -192,15 +169,15 @@ def test_the_console_and_the_settings_menu_in_a_japanese_browser(app, settings, 
         assert driver.find_element(By.CSS_SELECTOR, "p.access-route").text == \
             "回線認証+インターネット"
         assert [r[0] for r in _rows(driver, "lines")] == [EAST_LINE]
-        _fill(driver, line_id="CAF12-34")
-        _submit(driver, "line_id")
+        fill(driver, line_id="CAF12-34")
+        submit(driver, "line_id")
         error = driver.find_element(By.CSS_SELECTOR, "p.error[role=alert]").text
         assert error.startswith("回線番号が正しくありません。"), error
         assert driver.find_element(By.NAME, "line_id").get_attribute("value") == "CAF12-34"
         assert [r[0] for r in _rows(driver, "lines")] == [EAST_LINE]
         _shot(driver, "console-09-lines-invalid")
-        _fill(driver, line_id=WEST_LINE)
-        _submit(driver, "line_id")
+        fill(driver, line_id=WEST_LINE)
+        submit(driver, "line_id")
         assert f"回線番号 {WEST_LINE} を登録しました。" in _notices(driver)
         lines = {r[0]: r for r in _rows(driver, "lines")}
         assert set(lines) == {EAST_LINE, WEST_LINE}
@@ -214,8 +191,8 @@ def test_the_console_and_the_settings_menu_in_a_japanese_browser(app, settings, 
         assert any(w.startswith("回線IDの登録") for w in whats), whats
         assert any(w.startswith("ログイン成功") for w in whats), whats
         _shot(driver, "console-11-audit")
-        _fill(driver, action="user.")
-        _submit(driver, "action")
+        fill(driver, action="user.")
+        submit(driver, "action")
         assert parse_qs(urlsplit(driver.current_url).query)["action"] == ["user."]
         rows = _rows(driver, "audit")
         assert driver.find_element(By.CSS_SELECTOR, "p.count").text == f"{len(rows)} 件"
@@ -230,9 +207,9 @@ def test_the_console_and_the_settings_menu_in_a_japanese_browser(app, settings, 
         driver.get(base + "/settings/login")
         assert _h1(driver) == "認証・契約情報変更ログイン"
         _shot(driver, "console-13-settings-login")
-        _fill(driver, email=OWNER, password=PASSWORD)
-        _submit(driver, "password")
-        assert _path(driver) == "/settings", driver.title
+        fill(driver, email=OWNER, password=PASSWORD)
+        submit(driver, "password")
+        assert page_path(driver) == "/settings", driver.title
         assert _h1(driver) == "認証・契約情報変更メニュー"
         assert driver.find_element(By.CSS_SELECTOR, "p.signed-in-as strong").text == OWNER
         items = {a.get_attribute("data-item"): a.text for a in driver.find_elements(
@@ -246,7 +223,7 @@ def test_the_console_and_the_settings_menu_in_a_japanese_browser(app, settings, 
         assert driver.find_element(By.CSS_SELECTOR, "strong.two-step-state").text == "無効"
         _shot(driver, "console-15-settings-two-step")
         driver.find_element(By.CSS_SELECTOR, "input[name=two_step][value=enabled]").click()
-        _submit(driver, "two_step")
+        submit(driver, "two_step")
         assert driver.find_element(By.CSS_SELECTOR, "input[name=step]").get_attribute(
             "value") == "confirm"
         assert "2段階認証" in _h1(driver)
@@ -258,6 +235,6 @@ def test_the_console_and_the_settings_menu_in_a_japanese_browser(app, settings, 
         assert checked.get_attribute("value") == "line+internet"
         _shot(driver, "console-17-settings-access-route")
         driver.find_element(By.CSS_SELECTOR, "input[name=route][value=line-only]").click()
-        _submit(driver, "route")
+        submit(driver, "route")
         assert driver.find_element(By.CSS_SELECTOR, "strong.new-route").text == "回線認証のみ"
         _shot(driver, "console-18-settings-access-route-confirm")

@@ -12,50 +12,27 @@ from __future__ import annotations
 import io
 import re
 import time
-from collections.abc import Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyotp
 import zxingcpp
 from PIL import Image
-from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser import chromium, clean_artifacts, screenshot
+from tests.browser import (
+    chromium,
+    clean_artifacts,
+    fill,
+    next_page,
+    page_path,
+    screenshot,
+    submit,
+)
 from tests.helpers import PASSWORD
 from tests.live import live_provider
 
 EMAIL = "hanako@example.com"
 BRAND = "コーデックストレージ"
-
-
-def _path(driver) -> str:
-    return urlsplit(driver.current_url).path
-
-
-def _fill(driver, **fields: str) -> None:
-    for name, value in fields.items():
-        box = driver.find_element(By.NAME, name)
-        box.clear()
-        box.send_keys(value)
-
-
-def _next_page(driver, act: Callable[[], None]) -> None:
-    """Do ``act`` (a click) and wait for the page it loads."""
-    # click() returns before the next page has loaded: mark this page's window, and wait
-    # for a loaded document without the mark (a new page has a new window object).
-    driver.execute_script("window.__submitted = true")
-    act()
-    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(
-        lambda d: d.execute_script(
-            "return window.__submitted === undefined && document.readyState === 'complete'"))
-
-
-def _submit(driver, field: str) -> None:
-    """Press the submit button of the form holding ``field``, as a person would."""
-    form = driver.find_element(By.NAME, field).find_element(By.XPATH, "./ancestor::form")
-    _next_page(driver, form.find_element(By.CSS_SELECTOR, "button[type=submit]").click)
 
 
 def _tick(driver, name: str) -> None:
@@ -66,8 +43,8 @@ def _tick(driver, name: str) -> None:
 
 def _sign_in(driver, base: str) -> None:
     driver.get(base + "/login?next=/signed-in")
-    _fill(driver, email=EMAIL, password=PASSWORD)
-    _submit(driver, "password")
+    fill(driver, email=EMAIL, password=PASSWORD)
+    submit(driver, "password")
 
 
 def _qr_text(png: bytes) -> str:
@@ -85,11 +62,11 @@ def test_an_authenticator_app_enrolled_from_the_qr_code_signs_in_and_is_asked_fo
     with live_provider(settings) as base, chromium(lang="ja") as driver:
         # The password, then the enrolment: SMS first, with the switch to the app.
         _sign_in(driver, base)
-        assert _path(driver) == "/mfa", driver.title
+        assert page_path(driver) == "/mfa", driver.title
         assert "2段階認証の設定" in driver.page_source
         assert "携帯電話番号" in driver.page_source
         screenshot(driver, "mfa-01-sms-enrolment")
-        _next_page(driver, driver.find_element(By.CSS_SELECTOR, 'a[data-step="totp"]').click)
+        next_page(driver, driver.find_element(By.CSS_SELECTOR, 'a[data-step="totp"]').click)
 
         # The QR code: rendered here as an SVG data URI, read off the screen.
         qr = driver.find_element(By.CSS_SELECTOR, "p.qr img")
@@ -109,18 +86,18 @@ def test_an_authenticator_app_enrolled_from_the_qr_code_signs_in_and_is_asked_fo
 
         # The code the app shows now; remember this browser.
         enrolled_step = int(time.time()) // app.interval
-        _fill(driver, code=app.generate_otp(enrolled_step))
+        fill(driver, code=app.generate_otp(enrolled_step))
         _tick(driver, "remember")
-        _submit(driver, "code")
+        submit(driver, "code")
         recovery = driver.find_element(By.CSS_SELECTOR, "code.recovery-code").text
         assert len(recovery.replace("-", "")) == 20, recovery
         screenshot(driver, "mfa-03-recovery-code")
         _tick(driver, "saved")
-        _submit(driver, "saved")
+        submit(driver, "saved")
         assert "2段階認証完了" in driver.page_source
         screenshot(driver, "mfa-04-done")
-        _submit(driver, "flow")
-        assert _path(driver) == "/signed-in", driver.title
+        submit(driver, "flow")
+        assert page_path(driver) == "/signed-in", driver.title
         assert "ログインしました" in driver.page_source
         assert EMAIL in driver.page_source
         screenshot(driver, "mfa-05-signed-in")
@@ -128,7 +105,7 @@ def test_an_authenticator_app_enrolled_from_the_qr_code_signs_in_and_is_asked_fo
         assert remembered is not None and remembered["httpOnly"]
 
         # Sign out with the page's button; the browser keeps its other cookies.
-        _next_page(driver, driver.find_element(
+        next_page(driver, driver.find_element(
             By.CSS_SELECTOR, "form[action='/logout'] button[type=submit]").click)
         assert "ログアウトしました" in driver.page_source
         assert driver.get_cookie("idp_session") is None
@@ -136,30 +113,30 @@ def test_an_authenticator_app_enrolled_from_the_qr_code_signs_in_and_is_asked_fo
 
         # The same browser again: remembered, so the password alone signs in.
         _sign_in(driver, base)
-        assert _path(driver) == "/signed-in", driver.title
+        assert page_path(driver) == "/signed-in", driver.title
         assert "ログインしました" in driver.page_source
         screenshot(driver, "mfa-07-remembered")
 
         # A browser with no cookies (another computer): the app's code is asked for.
         driver.delete_all_cookies()
         _sign_in(driver, base)
-        assert _path(driver) == "/mfa", driver.title
+        assert page_path(driver) == "/mfa", driver.title
         assert "2段階認証" in driver.page_source
         assert "2段階認証の設定" not in driver.page_source
         assert driver.find_elements(By.CSS_SELECTOR, 'a[data-step="recovery"]')
         screenshot(driver, "mfa-08-totp-code")
         # The code that enrolled the app is refused: a time step is good for one sign-in.
-        _fill(driver, code=app.generate_otp(enrolled_step))
-        _submit(driver, "code")
-        assert _path(driver) == "/mfa"
+        fill(driver, code=app.generate_otp(enrolled_step))
+        submit(driver, "code")
+        assert page_path(driver) == "/mfa"
         assert "認証コードが正しくありません。" in driver.page_source
         screenshot(driver, "mfa-09-code-replayed")
         # A fresh code: the current step's, or, while still in the enrolment's step, the
         # next one's (as an app whose clock runs up to 30 s ahead would show; the provider
         # accepts one step either side), so the test never waits for the clock.
         step = max(int(time.time()) // app.interval, enrolled_step + 1)
-        _fill(driver, code=app.generate_otp(step))
-        _submit(driver, "code")
-        assert _path(driver) == "/signed-in", driver.title
+        fill(driver, code=app.generate_otp(step))
+        submit(driver, "code")
+        assert page_path(driver) == "/signed-in", driver.title
         assert "ログインしました" in driver.page_source
         screenshot(driver, "mfa-10-signed-in-with-code")

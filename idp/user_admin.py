@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 
 from . import audit, contracts, tickets
-from .accounts import AccountError, reset_two_step, without_controls
+from .accounts import (
+    AccountError,
+    normalise_email,
+    reset_two_step,
+    valid_email,
+    without_controls,
+)
 from .clock import now
 from .db import db
 from .mfa import remember
@@ -174,3 +180,34 @@ def forget_browsers(caller: User, target: User) -> int:
                  target=f"user:{target.id}", contract_id=target.contract_id, count=count)
     db.session.commit()
     return count
+
+
+# -- the email form (manual 2.2: an address change, or a login-method change link) --------
+
+
+def email_form_choice(target: User, typed: str) -> tuple[str, bool]:
+    """What the console's email form asks for ``target``: ``(address, changed)``. A changed
+    address means an email-change link to it, the same one a login-method-change link.
+    ``AccountError`` (a message key) when neither can be sent."""
+    if target.role == "owner":
+        raise AccountError("admin_owner_uses_settings")  # the owner's own settings menu
+    if target.status != "active":
+        raise AccountError("admin_not_active")
+    address = normalise_email(typed)
+    changed = address != target.email
+    if changed and not valid_email(address):
+        raise AccountError("admin_email_invalid")
+    return address, changed
+
+
+def send_email_form(caller: User, target: User, address: str, changed: bool) -> MailMessage:
+    """Issue the link ``email_form_choice`` chose and queue its mail, in the caller's
+    transaction. Under the user's row lock the domain functions check again that the
+    other change is not under way (two admins at once cannot start both)."""
+    from . import email_change
+    from . import login_method_change as method_change
+
+    method_change.lock_user(target)
+    if changed:
+        return email_change.request(target, address, actor=caller, lang=target.locale)
+    return method_change.request(target, actor=caller, lang=target.locale)

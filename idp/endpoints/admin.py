@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import audit_log, contracts, email_change, invitations, lines, user_admin
 from .. import login_method_change as method_change
 from .. import session as sessions
-from ..accounts import AccountError, normalise_email, valid_email
+from ..accounts import AccountError
 from ..db import db
 from ..i18n import MESSAGES, t
 from ..lines import LineIdError
@@ -234,14 +234,11 @@ def email(user_id: str) -> Response:
     unchanged one a login-method-change link. A confirmation page comes first."""
     target = _target(user_id)
     typed = request.form.get("email", "")
-    if target.role == "owner":
-        return _detail(target, error=t("admin_owner_uses_settings"), email=typed, status=403)
-    if target.status != "active":
-        return _detail(target, error=t("admin_not_active"), email=typed, status=400)
-    address = normalise_email(typed)
-    changed = address != target.email
-    if changed and not valid_email(address):
-        return _detail(target, error=t("admin_email_invalid"), email=typed, status=400)
+    try:
+        address, changed = user_admin.email_form_choice(target, typed)
+    except AccountError as exc:
+        status = 403 if str(exc) == "admin_owner_uses_settings" else 400
+        return _detail(target, error=t(str(exc)), email=typed, status=status)
     conflicting = method_change.KIND if changed else "email_change"
     if email_change.live_ticket(target, conflicting) is not None:
         key = ("email_change_while_method_change" if changed
@@ -251,12 +248,7 @@ def email(user_id: str) -> Response:
         return Response(render_template("admin/confirm_email.html", target=target,
                                         address=address, changed=changed))
     try:
-        method_change.lock_user(target)
-        if changed:
-            message = email_change.request(target, address, actor=_caller(),
-                                           lang=target.locale)
-        else:
-            message = method_change.request(target, actor=_caller(), lang=target.locale)
+        message = user_admin.send_email_form(_caller(), target, address, changed)
         db.session.commit()
     except AccountError as exc:
         db.session.rollback()

@@ -26,11 +26,10 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 from wtforms.validators import ValidationError
 
-from .. import audit, audit_log, contracts, email_change, invitations, lines, user_admin
+from .. import audit, audit_log, contracts, invitations, lines, user_admin
 from .. import contract_settings as settings_rules
-from .. import login_method_change as method_change
 from .. import session as sessions
-from ..accounts import AccountError, normalise_email, valid_email
+from ..accounts import AccountError
 from ..admin_openapi import document
 from ..db import db
 from ..i18n import t
@@ -480,15 +479,11 @@ def email_link(user_id: str) -> Response:
     under way. A retry with the same ``Idempotency-Key`` answers 200 and sends nothing."""
     target = _target(user_id)
     body = _body("email", required=("email",))
-    address = normalise_email(body["email"])
-    changed = address != target.email
-    # The console's checks, in its order, before anything is reserved or written.
-    if target.role == "owner":
-        raise _account_problem(AccountError("admin_owner_uses_settings"))
-    if target.status != "active":
-        raise _account_problem(AccountError("admin_not_active"))
-    if changed and not valid_email(address):
-        raise _account_problem(AccountError("admin_email_invalid"))
+    # The console's checks, before anything is reserved or written.
+    try:
+        address, changed = user_admin.email_form_choice(target, body["email"])
+    except AccountError as exc:
+        raise _account_problem(exc) from None
     store = current_app.extensions["idp.store"]
     key = _idempotency_key()
     # Bound to this operation and user: the same key on another user is a 422, not a replay.
@@ -497,14 +492,7 @@ def email_link(user_id: str) -> Response:
                                          IDEMPOTENCY_TTL):
         return _replay(store.get(key) or {}, fingerprint)
     try:
-        # Under the user's row lock the domain functions check again that the other
-        # change is not under way (two admins at once cannot start both).
-        method_change.lock_user(target)
-        if changed:
-            message = email_change.request(target, address, actor=_caller(),
-                                           lang=target.locale)
-        else:
-            message = method_change.request(target, actor=_caller(), lang=target.locale)
+        message = user_admin.send_email_form(_caller(), target, address, changed)
         db.session.commit()
     except AccountError as exc:
         db.session.rollback()

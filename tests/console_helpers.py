@@ -129,3 +129,26 @@ def audit_actions(app: Flask, target: str) -> list[str]:
 
     return [e.action for e in sorted(fetch_all(app, AuditEvent, target=target),
                                      key=lambda e: e.id)]
+
+
+def remember_browsers(app: Flask, user: Any, count: int) -> None:
+    """``count`` live remembered browsers of ``user`` (as 2-step verification leaves them)."""
+    import uuid
+
+    from idp.db import db
+    from idp.models import RememberedBrowser
+    from idp.security import sha256_hex
+
+    with app.app_context():
+        t = int(app.extensions["idp.clock"].now())
+        db.session.add_all(RememberedBrowser(
+            user_id=user.id, token_hash=sha256_hex(uuid.uuid4().hex), label="Firefox",
+            created_at=t, last_seen_at=t, expires_at=t + 30 * 86400) for _ in range(count))
+        db.session.commit()
+
+
+def live_browsers(app: Flask, user: Any) -> int:
+    from idp.models import RememberedBrowser
+
+    return sum(1 for b in fetch_all(app, RememberedBrowser, user_id=user.id)
+               if b.revoked_at is None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -20,13 +19,19 @@ from idp.models import (
     Contract,
     ContractLine,
     MailMessage,
-    RememberedBrowser,
     Ticket,
     User,
 )
-from idp.security import sha256_hex
 from tests.conftest import run_idp
-from tests.console_helpers import HOSTS, fetch, fetch_all, sign_in, update
+from tests.console_helpers import (
+    HOSTS,
+    fetch,
+    fetch_all,
+    live_browsers,
+    remember_browsers,
+    sign_in,
+    update,
+)
 from tests.helpers import RP, bearer, refresh, tokens_for
 
 API = "/admin/api/v1"
@@ -148,19 +153,6 @@ def seed_event(app, contract_id: str | None, action: str, *, at: int, actor: str
         db.session.commit()
 
 
-def remember_browsers(app, user: User, count: int) -> None:
-    """``count`` live remembered browsers of ``user`` (as 2-step verification leaves them)."""
-    with app.app_context():
-        t = int(app.extensions["idp.clock"].now())
-        db.session.add_all(RememberedBrowser(
-            user_id=user.id, token_hash=sha256_hex(uuid.uuid4().hex), label="Firefox",
-            created_at=t, last_seen_at=t, expires_at=t + 30 * 86400) for _ in range(count))
-        db.session.commit()
-
-
-def live_browsers(app, user: User) -> int:
-    return sum(1 for b in fetch_all(app, RememberedBrowser, user_id=user.id)
-               if b.revoked_at is None)
 
 
 # -- who may call ---------------------------------------------------------------------------

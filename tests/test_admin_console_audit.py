@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import html as html_lib
 import re
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from idp.db import db
-from idp.models import AuditEvent, RememberedBrowser, User
-from idp.security import sha256_hex
+from idp.models import AuditEvent, User
 from tests.console_helpers import (
     HOSTS,
     error_of,
@@ -20,8 +18,10 @@ from tests.console_helpers import (
     fetch_all,
     headers_for,
     hidden,
+    live_browsers,
     notices_of,
     plain_text,
+    remember_browsers,
     sign_in,
     submit,
     text_of,
@@ -54,19 +54,6 @@ def seed_many(app, contract_id: str, action: str, count: int, *, start: int) -> 
         db.session.commit()
 
 
-def remember_browsers(app, user: User, count: int) -> None:
-    """``count`` live remembered browsers of ``user`` (as 2-step verification leaves them)."""
-    with app.app_context():
-        t = int(app.extensions["idp.clock"].now())
-        db.session.add_all(RememberedBrowser(
-            user_id=user.id, token_hash=sha256_hex(uuid.uuid4().hex), label="Firefox",
-            created_at=t, last_seen_at=t, expires_at=t + 30 * 86400) for _ in range(count))
-        db.session.commit()
-
-
-def live_browsers(app, user: User) -> int:
-    return sum(1 for b in fetch_all(app, RememberedBrowser, user_id=user.id)
-               if b.revoked_at is None)
 
 
 def rows(response) -> list[dict[str, str]]:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, request
 from flask_wtf.csrf import generate_csrf, validate_csrf
@@ -43,6 +44,8 @@ from ..security import sha256_hex
 from ..web import csrf
 
 PREFIX = "/admin/api/v1"
+T = TypeVar("T")
+
 bp = Blueprint("admin_api", __name__, url_prefix=PREFIX)
 # Bearer calls need no CSRF token (a browser never adds the header by itself); session
 # calls are checked in ``_authenticate`` instead, with the problem response of this API.
@@ -247,6 +250,22 @@ def _body(*fields: str, required: tuple[str, ...] = ()) -> dict[str, str]:
     return out
 
 
+def _committed(key: str | None, write: Callable[[], T]) -> T:
+    """Run ``write`` and commit. On any failure nothing is kept: the transaction is rolled
+    back and the reserved ``Idempotency-Key`` freed, so a retry really retries."""
+    try:
+        result = write()
+        db.session.commit()
+        return result
+    except Exception as exc:
+        db.session.rollback()
+        if key is not None:
+            current_app.extensions["idp.store"].delete(key)
+        if isinstance(exc, AccountError):
+            raise _account_problem(exc) from None
+        raise
+
+
 def _account_problem(exc: AccountError | LineIdError) -> Problem:
     key = str(exc)
     field = _FIELD_OF.get(key)
@@ -381,20 +400,9 @@ def invite_user() -> Response:
     if key is not None and not store.add(key, {"state": "pending", "fp": fingerprint},
                                          IDEMPOTENCY_TTL):
         return _replay(store.get(key) or {}, fingerprint)
-    try:
-        invited = invitations.invite(_caller(), name=body["name"], email=body["email"],
-                                     role=body["role"], lang=body["lang"])
-        db.session.commit()
-    except AccountError as exc:
-        db.session.rollback()
-        if key is not None:
-            store.delete(key)
-        raise _account_problem(exc) from None
-    except Exception:
-        db.session.rollback()
-        if key is not None:
-            store.delete(key)
-        raise
+    invited = _committed(key, lambda: invitations.invite(
+        _caller(), name=body["name"], email=body["email"], role=body["role"],
+        lang=body["lang"]))
     state = _mail_state(invited.message)
     if key is not None:
         store.put(key, {"state": "done", "fp": fingerprint, "user_id": invited.user.id},
@@ -491,19 +499,8 @@ def email_link(user_id: str) -> Response:
     if key is not None and not store.add(key, {"state": "pending", "fp": fingerprint},
                                          IDEMPOTENCY_TTL):
         return _replay(store.get(key) or {}, fingerprint)
-    try:
-        message = user_admin.send_email_form(_caller(), target, address, changed)
-        db.session.commit()
-    except AccountError as exc:
-        db.session.rollback()
-        if key is not None:
-            store.delete(key)
-        raise _account_problem(exc) from None
-    except Exception:
-        db.session.rollback()
-        if key is not None:
-            store.delete(key)
-        raise
+    message = _committed(key, lambda: user_admin.send_email_form(_caller(), target, address,
+                                                                 changed))
     state = _mail_state(message)
     extra = {"link": "email_change" if changed else "login_method_change", "to": address}
     if key is not None:

@@ -57,7 +57,15 @@ def lifetime() -> int:
 
 
 def find(user: User) -> RememberedBrowser | None:
-    """This browser's live record for ``user``, or None."""
+    """This browser's live record for ``user``, or None. Looked up once per request: the
+    chain's conditions and the sign-in's completion both ask."""
+    found = g.setdefault("idp_mfa_found", {})
+    if user.id not in found:
+        found[user.id] = _lookup(user)
+    return found[user.id]
+
+
+def _lookup(user: User) -> RememberedBrowser | None:
     token = next((tok for uid, tok in _entries() if uid == user.id), None)
     if token is None or len(token) > 64:
         return None
@@ -90,6 +98,7 @@ def remember(user: User) -> RememberedBrowser:
     entries = [[user.id, token], *others][:MAX_USERS]
     g.idp_mfa_entries = entries
     g.idp_mfa_cookie = _serializer().dumps(entries)
+    g.setdefault("idp_mfa_found", {})[user.id] = row
     return row
 
 
@@ -110,6 +119,7 @@ def listing(user: User) -> list[RememberedBrowser]:
 
 def revoke(user: User, browser_id: int) -> bool:
     """Revoke one of the user's browsers; False when it is not theirs or already gone."""
+    g.pop("idp_mfa_found", None)
     result = db.session.execute(
         update(RememberedBrowser)
         .where(RememberedBrowser.id == browser_id, RememberedBrowser.user_id == user.id,
@@ -121,6 +131,7 @@ def revoke(user: User, browser_id: int) -> bool:
 
 def revoke_all(user: User) -> int:
     """Revoke every remembered browser of the user (enrolment reset); how many were live."""
+    g.pop("idp_mfa_found", None)
     t = now()
     result = db.session.execute(
         update(RememberedBrowser)
